@@ -372,7 +372,7 @@ _COUNT_START = {"NAME", "NUMBER", "LPAR", "MINUS"}
 # what may continue an expression: left out of "expected ..." when the expression could also end there
 _OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "EQEQ", "NE", "LT", "LE", "GT", "GE", "_AND", "_OR", "ARROW",
               "COLON", "LPAR", "DOT", "LSQB"}  # fmt: skip
-_ORDER = ["a statement", "an expression", "a layer", "a number or a name", "a top-level item", "a name"]
+_COMPARISONS = {"EQEQ", "NE", "LT", "LE", "GT", "GE"}
 
 
 def _describe_token_kind(kind: str) -> str:
@@ -384,11 +384,12 @@ def _describe_token_kind(kind: str) -> str:
 
 
 def _describe_expected(kinds: set[str]) -> str:
-    s = {k for k in kinds if k not in ("WS", "COMMENT", "CONT")}
+    s = {k for k in kinds if k.isupper() and k not in ("WS", "COMMENT", "CONT")}
     parts: list[str] = []
     if _TOP_START <= s:
         parts.append("'import', 'block', 'cell', 'network' or 'train'")
-        s -= _TOP_START | {"$END"}
+        s -= _TOP_START | {"_NL", "SEMI", "$END"}
+    after_value = bool(s & {"PLUS", "STAR", "_AND", "_OR"})  # a complete expression could end here
     if _STMT_START <= s:
         parts.append("a statement")
         s -= _STMT_START | _EXPR_START
@@ -398,17 +399,20 @@ def _describe_expected(kinds: set[str]) -> str:
     elif "_REPEAT" in s and "NAME" in s:
         parts.append("a layer")
         s -= _LAYER_START
-    elif _COUNT_START <= s and "STAR" not in s:
+    elif after_value and {"NAME", "LPAR"} <= s:  # after the count of a repeat
+        parts.append("a layer")
+        s -= {"NAME", "LPAR"}
+    elif _COUNT_START <= s:
         parts.append("a number or a name")
         s -= _COUNT_START
-    if "STAR" in s:  # after a complete expression: name what may end it, not every operator
+    if after_value:  # name what may end the expression, not every operator that could continue it
         rest = s - _OPERATORS
         if "RPAR" in rest or "_NL" in rest:
             rest.discard("EQUAL")
         s = rest if (rest or parts) else {"an operator"}
     if "_NL" in s or "SEMI" in s:
         s -= {"_NL", "SEMI", "RBRACE", "$END"}
-        parts.append("end of line")
+        parts.insert(0, "end of line")
     words = sorted((_describe_token_kind(k) if k != "an operator" else k for k in s), key=_sort_key)
     parts.extend(w for w in words if w not in parts)
     if not parts:
@@ -464,10 +468,17 @@ def _unclosed(text: str) -> tuple[str, int, int] | None:
 
 
 def _expected_of(e: UnexpectedInput) -> set[str]:
+    """The terminals the parser would really accept at the error (LALR tables merge lookaheads)."""
+    interactive = getattr(e, "interactive_parser", None)
+    if interactive is not None:
+        try:
+            return set(interactive.accepts())
+        except Exception:  # pragma: no cover - fall back to the table's (larger) set
+            pass
     state = getattr(e, "state", None)
     try:
-        return set(state.parse_conf.parse_table.states[state.position].keys())
-    except Exception:
+        return {k for k in state.parse_conf.parse_table.states[state.position] if k.isupper()}
+    except Exception:  # pragma: no cover
         return set(getattr(e, "expected", None) or getattr(e, "allowed", None) or ())
 
 
@@ -502,6 +513,12 @@ def _syntax_error(e: UnexpectedInput, source: Source) -> SpecError:
         if not (kind in _TOP_START and _STMT_START <= expected):
             return error(span, f"syntax error: '{word}' is a reserved word and cannot be a name")
         hint = "is a '}' missing before it?"
+    if kind in _COMPARISONS and (expected & {"PLUS", "_AND"}) and kind not in expected:
+        hint = "comparisons do not chain: write a < b and b < c"
+    if kind not in ("$END", "_NL") and hint is None and tok.start_pos is not None:
+        open_ = _unclosed(source.text[: tok.start_pos])
+        if open_ is not None and open_[0] != "{" and open_[1] < tok.line:
+            hint = f"'{open_[0]}' opened at {open_[1]}:{open_[2]} is not closed"
     if kind == "_NL" and "LBRACE" in expected:
         hint = "a '{' opens on the header's own line"
     if kind == "LBRACE" and "LPAR" in expected:
