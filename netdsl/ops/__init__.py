@@ -78,6 +78,8 @@ class OpDef:
     extra_flops: Callable[[dict[str, Any], list[TensorType], TensorType], int] = field(
         default=lambda a, t, o: o.size
     )
+    # runs after defaults: resolves settings that depend on others (pad=same -> numbers); may raise AttrError
+    finalize: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda a: a)
     combinator: bool = False  # `x -> concat(y)`: the chained value is the first input, arguments more inputs
     train_mode: bool = False  # behaves differently in training (dropout, batchnorm)
     doc: str = ""
@@ -104,7 +106,7 @@ class OpDef:
         for a in self.attrs:  # defaults that follow another setting (a pool's stride is its size)
             if isinstance(a.default, str) and a.default.startswith("=") and a.name not in settings:
                 out[a.name] = out[a.default[1:]]
-        return out
+        return self.finalize(out)
 
     def infer(self, attrs: dict[str, Any], in_types: list[TensorType]) -> TensorType:
         return self.shape(attrs, in_types)

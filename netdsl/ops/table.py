@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from ..ir import TensorType
-from . import REQUIRED, Attr, OpDef, ParamDecl, ShapeError, nested_shape
+from . import REQUIRED, Attr, AttrError, OpDef, ParamDecl, ShapeError, nested_shape
 
 F32 = "float32"
 
@@ -102,17 +102,18 @@ def _tiling_hint(n: int, k: int, s: int, p: int, d: int, kind: str) -> str:
     return "use " + ", or ".join(options) if options else "change the kernel, stride or padding"
 
 
-def _pads(attrs: dict[str, Any], kh: int, kw: int, dh: int, dw: int) -> tuple[int, int]:
-    pad = attrs["pad"]
-    if pad == "same":
-        sh, sw = attrs["stride"]
-        if (sh, sw) != (1, 1):
-            raise ShapeError("uses pad=same with a stride other than 1", "pad=same keeps the size only at stride 1")
-        eh, ew = dh * (kh - 1), dw * (kw - 1)
-        if eh % 2 or ew % 2:
-            raise ShapeError("uses pad=same with an even kernel", "use an odd kernel or an explicit pad")
-        return eh // 2, ew // 2
-    return pad
+def _same_pads(a: dict[str, Any]) -> dict[str, Any]:
+    """pad=same becomes numbers: half the effective kernel, at stride 1, for odd kernels."""
+    if a.get("pad") != "same":
+        return a
+    kh, kw = a["kernel"] if "kernel" in a else a["size"]
+    dh, dw = a.get("dilation", (1, 1))
+    if tuple(a["stride"]) != (1, 1):
+        raise AttrError("pad", "uses pad=same with a stride other than 1", "pad=same keeps the size only at stride 1")
+    eh, ew = dh * (kh - 1), dw * (kw - 1)
+    if eh % 2 or ew % 2:
+        raise AttrError("pad", "uses pad=same with an even kernel", "use an odd kernel or an explicit pad")
+    return {**a, "pad": (eh // 2, ew // 2)}
 
 
 # ----------------------------------------------------------------------------- conv & pooling
@@ -128,7 +129,7 @@ def _conv_geometry(a: dict[str, Any], t: TensorType) -> tuple[int, ...]:
         raise ShapeError(
             f"has groups={g}, which must divide both its input channels ({c}) and its outputs ({a['out']})"
         )
-    ph, pw = _pads(a, kh, kw, dh, dw)
+    ph, pw = a["pad"]
     p = out_size(h, kh, sh, ph, dh, False, "conv")
     q = out_size(w, kw, sw, pw, dw, False, "conv")
     return c, kh, kw, p, q
@@ -170,10 +171,7 @@ def _pool_shape(a: dict[str, Any], ts: list[TensorType]) -> TensorType:
     c, h, w = _image(ts[0])
     kh, kw = a["size"]
     sh, sw = a["stride"]
-    pad = a["pad"]
-    if pad == "same":
-        raise ShapeError("does not support pad=same", "give the padding as a number")
-    ph, pw = pad
+    ph, pw = a["pad"]
     if ph > kh // 2 or pw > kw // 2:
         raise ShapeError(f"has padding {ph}×{pw} larger than half its window {kh}×{kw}")
     return TensorType((c, out_size(h, kh, sh, ph, 1, a["ceil"], "pool"), out_size(w, kw, sw, pw, 1, a["ceil"], "pool")))
@@ -492,13 +490,13 @@ _OPS: list[OpDef] = [
         (Attr("out", "int"), Attr("kernel", "pair"), Attr("stride", "pair", 1), _PAD,
          Attr("dilation", "pair", 1), Attr("groups", "int", 1), Attr("bias", "bool", True),
          Attr("weights", "weights", None), Attr("trainable", "bool", True)),
-        _conv_shape, params=_conv_params, macs=_conv_macs,
+        _conv_shape, params=_conv_params, macs=_conv_macs, finalize=_same_pads,
         doc="2-D cross-correlation; weight (out, in/groups, kh, kw)",
     ),
     OpDef("maxpool", "pool", (Attr("size", "pair"), Attr("stride", "pair", "=size"), _PAD, Attr("ceil", "bool", False)),
-          _pool_shape, extra_flops=_pool_flops, doc="max pooling; pads with -inf"),
+          _pool_shape, extra_flops=_pool_flops, finalize=_same_pads, doc="max pooling; pads with -inf"),
     OpDef("avgpool", "pool", (Attr("size", "pair"), Attr("stride", "pair", "=size"), _PAD, Attr("ceil", "bool", False)),
-          _pool_shape, extra_flops=_pool_flops, doc="average pooling; padding counts"),
+          _pool_shape, extra_flops=_pool_flops, finalize=_same_pads, doc="average pooling; padding counts"),
     OpDef("global_avgpool", "pool", (), _global_pool_shape, extra_flops=lambda a, t, o: t[0].size,
           doc="mean over H and W: [C, H, W] -> [C]"),
     OpDef("lrn", "norm",
