@@ -20,12 +20,12 @@ from lark.lark import PostLex
 from . import ast
 from .diagnostics import Source, Span, SpecError, error
 
-__all__ = ["parse", "get_parser", "RESERVED_WORDS"]
+__all__ = ["RESERVED_WORDS", "get_parser", "parse"]
 
-RESERVED_WORDS = frozenset(
-    "import block cell network train input output loss let return if then else and or not "
-    "repeat unroll over from reverse int".split()
-)
+RESERVED_WORDS = frozenset((
+    "import", "block", "cell", "network", "train", "input", "output", "loss", "let", "return", "if", "then",
+    "else", "and", "or", "not", "repeat", "unroll", "over", "from", "reverse", "int",
+))  # fmt: skip
 
 _GRAMMAR_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "grammar.lark")
 
@@ -71,7 +71,7 @@ def _cache_path(grammar: str) -> str | None:
         digest = hashlib.sha256(grammar.encode("utf-8")).hexdigest()[:16]
         tag = f"lark{lark.__version__}-py{sys.version_info[0]}{sys.version_info[1]}"
         return os.path.join(folder, f"grammar-{digest}-{tag}.cache")
-    except Exception:  # no home, read-only file system, ...: parse without a cache
+    except (OSError, ValueError, KeyError):  # no home, read-only file system, ...: parse without a cache
         return None
 
 
@@ -83,19 +83,19 @@ def get_parser() -> Lark:
             if _parser is None:
                 with open(_GRAMMAR_PATH, encoding="utf-8") as f:
                     grammar = f.read()
-                options = dict(
-                    parser="lalr",
-                    lexer="contextual",
-                    postlex=_BracketPostLex(),
-                    propagate_positions=True,
-                    maybe_placeholders=False,
-                )
+                options = {
+                    "parser": "lalr",
+                    "lexer": "contextual",
+                    "postlex": _BracketPostLex(),
+                    "propagate_positions": True,
+                    "maybe_placeholders": False,
+                }
                 cache = _cache_path(grammar)
                 built = None
                 if cache:
                     try:
                         built = Lark(grammar, cache=cache, **options)
-                    except Exception:  # a broken cache file or an unwritable cache: build without it
+                    except Exception:  # noqa: BLE001 - a broken or unwritable cache: build without it
                         built = None
                 _parser = built or Lark(grammar, **options)
     return _parser
@@ -182,7 +182,9 @@ class _Builder:
             return ast.Num(self.tspan(x), value)
         if kind == "STRING":
             return ast.Str(self.tspan(x), _unescape(x[1:-1]))
-        raise error(self.tspan(x), f"syntax error: unexpected {x!s}")  # pragma: no cover - grammar prevents it
+        raise error(
+            self.tspan(x), f"syntax error: unexpected {x!s}"
+        )  # pragma: no cover - grammar prevents it
 
     # -- top level
     def _start(self, meta, kids):
@@ -470,15 +472,12 @@ def _unclosed(text: str) -> tuple[str, int, int] | None:
 def _expected_of(e: UnexpectedInput) -> set[str]:
     """The terminals the parser would really accept at the error (LALR tables merge lookaheads)."""
     interactive = getattr(e, "interactive_parser", None)
-    if interactive is not None:
-        try:
-            return set(interactive.accepts())
-        except Exception:  # pragma: no cover - fall back to the table's (larger) set
-            pass
-    state = getattr(e, "state", None)
     try:
+        if interactive is not None:
+            return set(interactive.accepts())
+        state = e.state  # pragma: no cover - Lark attaches an interactive parser to LALR errors
         return {k for k in state.parse_conf.parse_table.states[state.position] if k.isupper()}
-    except Exception:  # pragma: no cover
+    except Exception:  # noqa: BLE001  # pragma: no cover - the plain set of the error, larger but right
         return set(getattr(e, "expected", None) or getattr(e, "allowed", None) or ())
 
 
@@ -488,9 +487,14 @@ def _syntax_error(e: UnexpectedInput, source: Source) -> SpecError:
         ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
         if ch == '"':
             width = max(1, len(source.line(e.line)) - e.column + 1)
-            return error(Span(source, e.line, e.column, e.line, e.column + width), "syntax error: unterminated string")
+            return error(
+                Span(source, e.line, e.column, e.line, e.column + width), "syntax error: unterminated string"
+            )
         shown = f"'{ch}'" if ch.isprintable() else repr(ch)
-        return error(Span(source, e.line, e.column, e.line, e.column + 1), f"syntax error: unexpected character {shown}")
+        return error(
+            Span(source, e.line, e.column, e.line, e.column + 1),
+            f"syntax error: unexpected character {shown}",
+        )
     if not isinstance(e, UnexpectedToken):  # pragma: no cover - LALR raises only the two above
         return error(_eof_span(source), "syntax error")
     tok = e.token
@@ -502,7 +506,9 @@ def _syntax_error(e: UnexpectedInput, source: Source) -> SpecError:
         if open_ is not None and (open_[0] != "{" or "RBRACE" in expected):
             ch, line, col = open_
             at = Span(source, line, col, line, col + 1) if ch != "{" else span
-            return error(at, f"syntax error: unexpected end of file: '{ch}' opened at {line}:{col} is never closed")
+            return error(
+                at, f"syntax error: unexpected end of file: '{ch}' opened at {line}:{col} is never closed"
+            )
     else:
         span = Span(source, tok.line, tok.column, tok.end_line, tok.end_column)
         if kind == "_NL":
@@ -521,15 +527,12 @@ def _syntax_error(e: UnexpectedInput, source: Source) -> SpecError:
             hint = f"'{open_[0]}' opened at {open_[1]}:{open_[2]} is not closed"
     if kind == "_NL" and "LBRACE" in expected:
         hint = "a '{' opens on the header's own line"
-    if kind == "LBRACE" and "LPAR" in expected:
-        if any(t.type in ("_BLOCK", "_CELL") for t in _history(e)):
-            hint = "a block header has two groups, parameters then inputs: block Name(params)(inputs)"
+    if kind == "LBRACE" and "LPAR" in expected and any(t.type in ("_BLOCK", "_CELL") for t in _history(e)):
+        hint = "a block header has two groups, parameters then inputs: block Name(params)(inputs)"
     return error(span, f"syntax error: expected {_describe_expected(expected)}, found {_found(tok)}", hint)
 
 
 def _history(e: UnexpectedInput) -> list[Token]:
     state = getattr(e, "state", None)
-    try:
-        return [v for v in state.value_stack if isinstance(v, Token)]
-    except Exception:
-        return []
+    values = getattr(state, "value_stack", None) or []
+    return [v for v in values if isinstance(v, Token)]
