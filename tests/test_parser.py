@@ -711,8 +711,26 @@ def test_parse_is_fast():
     assert min(times) < 0.1
 
 
-def test_parser_does_not_import_numba_or_numpy():
-    code = "import sys, netdsl.parser as p; p.parse('network N {}'); print('numba' in sys.modules, 'numpy' in sys.modules)"
+def test_grammar_cache_and_lean_imports(tmp_path):
+    code = (
+        "import sys, netdsl.parser as p; m = p.parse('network N {\\n y = f(a,\\n b) -> g\\n}');"
+        "print(len(m.networks[0].body), 'numba' in sys.modules, 'numpy' in sys.modules)"
+    )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False"]
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+
+    def run() -> list[str]:
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=False
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split()
+
+    assert run() == ["1", "False", "False"]  # builds the grammar and writes the cache
+    (cache,) = (tmp_path / "netdsl").iterdir()
+    assert run() == ["1", "False", "False"]  # loads it
+    cache.write_bytes(cache.read_bytes()[:200])  # a damaged cache is rebuilt silently
+    assert run() == ["1", "False", "False"]
+    env["XDG_CACHE_HOME"] = str(tmp_path / "file")
+    (tmp_path / "file").write_text("not a directory")  # an unusable cache directory: no cache
+    assert run() == ["1", "False", "False"]
