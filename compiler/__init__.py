@@ -1,0 +1,14 @@
+"""netdsl.compiler: autodiff, lowering to kernel schedules, buffer planning, code generation, kernels.
+
+Installed as `netdsl.compiler` (never as a top-level `compiler`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def compile_net(net: Any, batch: int = 1, device: str = "cpu", dtype: str = "float32", seed: int = 0) -> Any:
+    from .program import Program
+
+    return Program(net, batch=batch, device=device, dtype=dtype, seed=seed)

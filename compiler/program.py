@@ -1,0 +1,217 @@
+"""`Program`: a compiled network — parameters, planned arena, generated step code — and its Python API."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from netdsl.diagnostics import Diagnostic, SpecError
+
+from .codegen import Slots, generate, load_module
+from .init import init_params
+from .lower import lower
+from .plan import Plan, plan
+from .schedule import Buf, Schedule
+
+NP_DTYPES = {"i64": np.int64, "u8": np.uint8}
+
+
+def _dim(d: Any, n: int) -> int:
+    """A view dimension: a number, 'B' (the batch) or 'B*k'."""
+    if d == "B":
+        return n
+    if isinstance(d, str):
+        return n * int(d[2:])
+    return d
+
+
+@dataclass
+class Compiled:
+    """One schedule (eval forward, train forward, or train forward+backward) ready to run."""
+
+    sched: Schedule
+    plan: Plan
+    slots: Slots
+    code: str
+    module: Any
+    views: dict[int, list[np.ndarray]]
+    params: list[np.ndarray]
+    grads: list[np.ndarray | None]
+
+
+class Program:
+    """A network compiled for batches of up to `batch` examples.
+
+    `params` holds the live parameter arrays by name (running statistics included); `grads` the gradients of
+    the trainable ones after `loss_and_grads` (or a runtime step).
+    """
+
+    def __init__(self, net: Any, batch: int, device: str = "cpu", dtype: str = "float32", seed: int = 0) -> None:
+        if device != "cpu":
+            raise SpecError(Diagnostic(None, f"device '{device}' is not available: this build runs on the cpu",
+                                       "use --device cpu"))
+        if dtype not in ("float32", "float64"):
+            raise SpecError(Diagnostic(None, f"dtype must be float32 or float64, found {dtype!r}"))
+        if not isinstance(batch, int) or batch < 1:
+            raise SpecError(Diagnostic(None, f"batch must be a positive whole number, found {batch!r}"))
+        self.net = net
+        self.batch = batch
+        self.device = device
+        self.dtype = dtype
+        self.params: dict[str, np.ndarray] = init_params(net.ir.params, seed, dtype)
+        self.trainable = [n for n, s in net.ir.params.items() if s.trainable and not s.state]
+        self.grads: dict[str, np.ndarray] = {n: np.zeros_like(self.params[n]) for n in self.trainable}
+        self._arenas: dict[str, np.ndarray] = {}
+        self._compiled: dict[tuple[Any, ...], Compiled] = {}
+
+    # ------------------------------------------------------------------ compiling schedules
+    def _get(self, train: bool, backward: bool, fetch: tuple[str, ...] = (), loss: bool = False) -> Compiled:
+        key = (train, backward, fetch, loss)
+        c = self._compiled.get(key)
+        if c is not None:
+            return c
+        try:
+            sched = lower(self.net, train=train, fetch=list(fetch), backward=backward, with_loss=loss or backward)
+        except KeyError as exc:
+            names = ", ".join(n.name for n in self.net.ir if n.name and n.op not in ("const",))
+            raise SpecError(Diagnostic(None, f"fetch: no layer named {exc.args[0]!r} in {self.net.name}",
+                                       f"layers: {names[:400]}")) from None
+        p = plan(sched, self.batch, self.dtype)
+        mode = "train" if train else "eval"
+        title = f"network {self.net.name} from {self.net.source}, {mode}" + (" with backward" if backward else "")
+        code, slots = generate(sched, title)
+        module = load_module(code)
+        self._grow(p)
+        params = [self.params[n] for n in slots.params]
+        grads = [self.grads.get(n) for n in slots.params]
+        c = Compiled(sched, p, slots, code, module, {}, params, grads)
+        self._compiled[key] = c
+        return c
+
+    def _grow(self, p: Plan) -> None:
+        for dt, elements in p.arena_elements.items():
+            have = self._arenas.get(dt)
+            if have is None or have.size < elements:
+                self._arenas[dt] = np.zeros(max(1, elements), dtype=NP_DTYPES.get(dt, self.dtype))
+                for c in self._compiled.values():
+                    c.views.clear()
+
+    def _views(self, c: Compiled, n: int) -> list[np.ndarray]:
+        v = c.views.get(n)
+        if v is None:
+            v = []
+            for b, template in c.slots.views:
+                shape = tuple(_dim(d, n) for d in template)
+                arena = self._arenas[b.dtype]
+                size = math.prod(shape)
+                v.append(arena[b.offset : b.offset + size].reshape(shape))
+            c.views[n] = v
+        return v
+
+    # ------------------------------------------------------------------ running
+    def _feed(self, c: Compiled, inputs: dict[str, Any]) -> int:
+        n = None
+        missing = [k for k in c.sched.inputs if k not in inputs]
+        if missing:
+            raise SpecError(Diagnostic(None, f"missing input {missing[0]!r} (the network needs: "
+                                       f"{', '.join(c.sched.inputs)})"))
+        for name, b in c.sched.inputs.items():
+            x = np.asarray(inputs[name])
+            want = b.shape
+            if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
+                raise SpecError(Diagnostic(None, f"input {name!r} expects shape (batch, {', '.join(map(str, want))})"
+                                           f", found {tuple(x.shape)}"))
+            if n is None:
+                n = x.shape[0]
+            elif x.shape[0] != n:
+                raise SpecError(Diagnostic(None, f"inputs disagree on the batch size: {n} and {x.shape[0]} ({name!r})"))
+            if b.dtype == "i64" and x.dtype.kind not in "iu":
+                raise SpecError(Diagnostic(None, f"input {name!r} holds integer ids, found {x.dtype} values"))
+        if n is None:
+            n = 1
+        if not 1 <= n <= self.batch:
+            raise SpecError(Diagnostic(None, f"batch of {n} examples, but the program was compiled for at most "
+                                       f"{self.batch}", "compile with a larger batch"))
+        views = self._views(c, n)
+        for name, b in c.sched.inputs.items():
+            views[c.slots.view(b)][...] = inputs[name]
+        self._check_labels(c, n)
+        return n
+
+    def _check_labels(self, c: Compiled, n: int) -> None:
+        for node in self.net.ir:
+            if node.op == "cross_entropy" and node.inputs[1].node in self.net.ir.inputs.values():
+                label_node = self.net.ir.node(node.inputs[1].node)
+                b = c.sched.inputs.get(label_node.attrs["name"])
+                if b is None:
+                    continue
+                labels = self._views(c, n)[c.slots.view(b)]
+                vocab = self.net.ir.type_of(node.inputs[0]).shape[-1]
+                ok = (labels == node.attrs["ignore"]) | ((labels >= 0) & (labels < vocab))
+                if not ok.all():
+                    bad = labels[~ok].flat[0]
+                    raise SpecError(Diagnostic(node.span, f"label {bad} is out of range for {vocab} classes "
+                                               f"(input {label_node.attrs['name']!r})"))
+
+    def _run(self, c: Compiled, n: int, train: bool, update: bool, seed: int, step: int, backward: bool) -> None:
+        views = self._views(c, n)
+        c.module.forward(views, c.params, c.grads, n, train, update, seed, step)
+        if backward:
+            c.module.backward(views, c.params, c.grads, n, train, update, seed, step)
+
+    def _read(self, c: Compiled, b: Buf, n: int) -> np.ndarray:
+        return np.array(self._views(c, n)[c.slots.view(b)], copy=True)
+
+    def forward(self, inputs: dict[str, Any], train: bool = False, fetch: list[str] | None = None,
+                seed: int = 0, step: int = 0) -> dict[str, np.ndarray]:
+        """The network's outputs (and `fetch`ed intermediate values by layer name) for a batch of inputs."""
+        c = self._get(train, False, tuple(fetch or ()))
+        n = self._feed(c, inputs)
+        self._run(c, n, train, False, seed, step, False)
+        out = {k: self._read(c, b, n) for k, b in c.sched.outputs.items()}
+        out.update({k: self._read(c, b, n) for k, b in c.sched.fetch.items()})
+        return out
+
+    def loss(self, inputs: dict[str, Any], train: bool = False, seed: int = 0, step: int = 0) -> float:
+        if self.net.ir.loss is None:
+            raise SpecError(Diagnostic(None, f"network {self.net.name} declares no loss"))
+        c = self._get(train, False, (), loss=True)
+        n = self._feed(c, inputs)
+        self._run(c, n, train, False, seed, step, False)
+        return float(self._views(c, n)[c.slots.view(c.sched.loss)])
+
+    def loss_and_grads(self, inputs: dict[str, Any], seed: int = 0, step: int = 0,
+                       update_stats: bool = True) -> tuple[float, dict[str, np.ndarray]]:
+        """Train-mode loss and the gradient of every trainable parameter (copies)."""
+        loss = self.step_grads(inputs, seed=seed, step=step, update_stats=update_stats)
+        return loss, {k: g.copy() for k, g in self.grads.items()}
+
+    def step_grads(self, inputs: dict[str, Any], seed: int = 0, step: int = 0, update_stats: bool = True,
+                   outputs: bool = False) -> Any:
+        """Forward and backward in train mode into `self.grads` (live arrays); the runtime's hot path."""
+        if self.net.ir.loss is None:
+            raise SpecError(Diagnostic(None, f"network {self.net.name} declares no loss: nothing to train"))
+        c = self._get(True, True, ())
+        n = self._feed(c, inputs)
+        self._run(c, n, True, update_stats, seed, step, True)
+        loss = float(self._views(c, n)[c.slots.view(c.sched.loss)])
+        if outputs:
+            return loss, {k: self._views(c, n)[c.slots.view(b)] for k, b in c.sched.outputs.items()}
+        return loss
+
+    # ------------------------------------------------------------------ inspection
+    def code(self, train: bool = True) -> str:
+        return self._get(train, train and self.net.ir.loss is not None, ()).code
+
+    def plan_text(self, train: bool = True) -> str:
+        c = self._get(train, train and self.net.ir.loss is not None, ())
+        return c.plan.describe(c.sched)
+
+    def peak_bytes(self, train: bool = True) -> int:
+        return self._get(train, train and self.net.ir.loss is not None, ()).plan.peak_bytes
+
+    def __repr__(self) -> str:
+        return f"<Program {self.net.name} batch≤{self.batch} {self.dtype} on {self.device}>"
