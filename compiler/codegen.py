@@ -16,7 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .schedule import At, Buf, Call, Expr, Grad, Item, Loop, Param, Schedule, StateIn, View
+from .schedule import At, Buf, Call, Expr, Grad, Item, Loop, Param, Scalar, Schedule, StateIn, View
 
 
 def cache_dir() -> Path:
@@ -68,6 +68,8 @@ class Emitter:
             return f"{inner}[t{_signed(a.offset)}]"
         if isinstance(a, StateIn):
             return f"({self.arg(a.init)} if t == {a.first} else {self.arg(a.prev)}[t{_signed(a.offset)}])"
+        if isinstance(a, Scalar):
+            return f"float({self.arg(a.of)}.flat[0])"
         if isinstance(a, Param):
             return f"P[{self.slots.param(a.name)}]"
         if isinstance(a, Grad):
@@ -111,14 +113,22 @@ def _where(node: Any) -> str:
     return f"{node.span.file}:{node.span.line}"
 
 
+def source_text(node: Any) -> str:
+    """The spec text a node came from: its own span when on one line, else its first line."""
+    sp = node.span
+    if sp is None:
+        return ""
+    line = sp.source.line(sp.line)
+    text = line[sp.col - 1 : sp.end_col - 1] if sp.end_line == sp.line else line[sp.col - 1 :]
+    text = " ".join(text.split())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _tag(c: Call) -> str:
     if c.node is None:
         return f"  # {c.note}" if c.note else ""
-    src = c.node.span.source.line(c.node.span.line).strip() if c.node.span else ""
-    if len(src) > 60:
-        src = src[:57] + "..."
     note = f" [{c.note}]" if c.note else ""
-    return f"  # {_where(c.node)} {c.node.name}{note}: {src}"
+    return f"  # {_where(c.node)} {c.node.name}{note}: {source_text(c.node)}"
 
 
 def generate(sched: Schedule, title: str, slots: Slots | None = None) -> tuple[str, Slots]:

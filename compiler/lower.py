@@ -230,7 +230,7 @@ def lower(net: Any, train: bool, fetch: list[str] | None = None, backward: bool 
                      fetch={k: ctx.out_bufs[v] for k, v in fetch_vals.items()})
     if backward:
         sched.backward_start = len(ctx.items)
-        backward(ctx, ir, ir.loss)
+        backward_pass(ctx, ir, ir.loss)
         sched.items = ctx.items
         sched.grads = sorted({p for p, s in ir.params.items() if s.trainable and not s.state})
     return sched
@@ -256,7 +256,7 @@ def forward_node(ctx: Ctx, n: Node) -> None:
     rule(ctx, n, [ctx.vals[v] for v in n.inputs], outs[0])
 
 
-def backward(ctx: Ctx, ir: IR, loss: Value) -> None:
+def backward_pass(ctx: Ctx, ir: IR, loss: Value) -> None:
     """Reverse walk from the loss (seeded with gradient 1)."""
     low = ctx.low
     counts: dict[str, int] = {}

@@ -16,7 +16,7 @@ from netdsl.diagnostics import Diagnostic, SpecError
 from netdsl.ir import Node, TensorType
 from netdsl.ops.table import channel_axis
 
-from .schedule import Expr
+from .schedule import Expr, Scalar
 
 FORWARD: dict[str, Callable[..., None]] = {}
 BACKWARD: dict[str, Callable[..., None]] = {}
@@ -504,7 +504,7 @@ def ce_bwd(ctx: Any, n: Node, ins: list[Any], out: Any, gout: Any, gins: list[An
     t = _in(ctx, n)
     nb, v = _rows(t)
     a = n.attrs
-    ctx.emit("loss.cross_entropy_backward", gout, ctx.view(ctx.saved[n.id]["probs"], (nb, v)), ctx.view(ins[1], (nb,)),
+    ctx.emit("loss.cross_entropy_backward", Scalar(gout), ctx.view(ctx.saved[n.id]["probs"], (nb, v)), ctx.view(ins[1], (nb,)),
              a["smoothing"], a["ignore"], ctx.view(gins[0], (nb, v)))
 
 
@@ -515,9 +515,10 @@ def mse_fwd(ctx: Any, n: Node, ins: list[Any], out: Any) -> None:
 
 @backward("mse")
 def mse_bwd(ctx: Any, n: Node, ins: list[Any], out: Any, gout: Any, gins: list[Any]) -> None:
-    ga, need_a = _gx(ctx, gins[0], _in(ctx, n).rank + 1)
-    gb, need_b = _gx(ctx, gins[1], _in(ctx, n).rank + 1)
-    ctx.emit("loss.mse_backward", gout, ins[0], ins[1], ga, gb, need_a, need_b)
+    t = _in(ctx, n)
+    ga = gins[0] if gins[0] is not None else ctx.arg(ctx.buf("gpred_unused", t.shape, kind="tmp"))
+    gb, need_b = _gx(ctx, gins[1], t.rank + 1)
+    ctx.emit("loss.mse_backward", Scalar(gout), ins[0], ins[1], ga, gb, need_b)
 
 
 def unsupported(op: str) -> Callable[..., None]:

@@ -75,6 +75,13 @@ class StateIn:
 
 
 @dataclass(frozen=True)
+class Scalar:
+    """The single element of a buffer, passed as a number (a loss gradient)."""
+
+    of: Any
+
+
+@dataclass(frozen=True)
 class Param:
     name: str
 
@@ -91,7 +98,7 @@ class Expr:
     code: str
 
 
-Arg = Buf | View | At | StateIn | Param | Grad | Expr | int | float | bool | str | None
+Arg = Buf | View | At | StateIn | Scalar | Param | Grad | Expr | int | float | bool | str | None
 
 
 @dataclass
@@ -118,6 +125,8 @@ def arg_bufs(a: Any) -> list[Buf]:
         return arg_bufs(a.of)
     if isinstance(a, StateIn):
         return arg_bufs(a.init) + arg_bufs(a.prev)
+    if isinstance(a, Scalar):
+        return arg_bufs(a.of)
     return []
 
 

@@ -1,0 +1,162 @@
+"""Training-step benchmark: netdsl against PyTorch CPU (when importable) on the same models.
+
+    python bench/step.py                     # every model that netdsl can compile
+    python bench/step.py --models lenet5 --steps 30 --json
+
+Each measurement runs in its own process (netdsl and PyTorch alternating, twice), with threads equal to
+cores. A step is forward + backward + an SGD-momentum update. Printed per model: median ms per step over
+the timed steps after warm-up, GFLOP/s (6 × MACs × batch / step time), the process's peak resident memory,
+and PyTorch's figures and the ratio netdsl / PyTorch when PyTorch is there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from models import MODELS  # noqa: E402
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_netdsl(name: str, steps: int, warmup: int) -> dict:
+    import netdsl
+
+    m = MODELS[name]
+    net = netdsl.loads(m["spec"], name=f"{name}.net")
+    prog = netdsl.compile(net, batch=m["batch"], dtype="float32")
+    rng = np.random.default_rng(0)
+    feeds = m["feeds"](rng)
+    try:
+        from netdsl.runtime.optim import make_optimizer  # the runtime's fused update, when present
+
+        opt = make_optimizer("sgd", prog, lr=0.01, momentum=0.9)
+        update = opt.step
+    except Exception:
+        velocity = {k: np.zeros_like(v) for k, v in prog.grads.items()}
+
+        def update() -> None:
+            for k, g in prog.grads.items():
+                v = velocity[k]
+                v *= 0.9
+                v += g
+                prog.params[k] -= 0.01 * v
+
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        prog.step_grads(feeds, seed=0, step=i)
+        update()
+        times.append(time.perf_counter() - t0)
+    ms = float(np.median(times[warmup:]) * 1e3)
+    macs = net.summary().totals["macs"]
+    return {"ms": ms, "gflops": 6 * macs * m["batch"] / (ms * 1e-3) / 1e9, "peak_mb": _peak_mb(), "macs": macs}
+
+
+def run_torch(name: str, steps: int, warmup: int) -> dict:
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    m = MODELS[name]
+    model, feeds, loss_fn = m["torch"](torch)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    times = []
+    for _ in range(warmup + steps):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model, feeds)
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    ms = float(np.median(times[warmup:]) * 1e3)
+    return {"ms": ms, "peak_mb": _peak_mb()}
+
+
+def _worker(kind: str, name: str, steps: int, warmup: int) -> dict | None:
+    cmd = [sys.executable, __file__, "--worker", kind, "--models", name, "--steps", str(steps),
+           "--warmup", str(warmup)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if r.returncode != 0:
+        print(f"  {kind} {name} failed:\n{r.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def sgemm_gflops() -> float:
+    """This machine's single-precision GEMM rate through numpy's BLAS (the ceiling to compare with)."""
+    n = 1024
+    a = np.random.rand(n, n).astype(np.float32)
+    b = np.random.rand(n, n).astype(np.float32)
+    np.dot(a, b)
+    best = 1e9
+    for _ in range(5):
+        t0 = time.perf_counter()
+        np.dot(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--worker", choices=["netdsl", "torch"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    names = [n for n in args.models.split(",") if n]
+    if args.worker:
+        fn = run_netdsl if args.worker == "netdsl" else run_torch
+        print(json.dumps(fn(names[0], args.steps, args.warmup)))
+        return 0
+    try:
+        import importlib.util
+
+        have_torch = importlib.util.find_spec("torch") is not None
+    except Exception:
+        have_torch = False
+    results = {"cores": os.cpu_count(), "sgemm_gflops": round(sgemm_gflops(), 1), "models": {}}
+    for name in names:
+        best: dict[str, dict] = {}
+        for _ in range(args.rounds):
+            for kind in ("netdsl", "torch") if have_torch else ("netdsl",):
+                r = _worker(kind, name, args.steps, args.warmup)
+                if r is not None and (kind not in best or r["ms"] < best[kind]["ms"]):
+                    best[kind] = r
+        row = {"batch": MODELS[name]["batch"]}
+        if "netdsl" in best:
+            row.update(ms=round(best["netdsl"]["ms"], 3), gflops=round(best["netdsl"]["gflops"], 2),
+                       peak_mb=round(best["netdsl"]["peak_mb"], 1))
+        if "torch" in best:
+            row.update(torch_ms=round(best["torch"]["ms"], 3), torch_peak_mb=round(best["torch"]["peak_mb"], 1))
+            if "ms" in row:
+                row["ratio"] = round(row["ms"] / row["torch_ms"], 3)
+        results["models"][name] = row
+    if args.json:
+        print(json.dumps(results, indent=1))
+    else:
+        print(f"cores {results['cores']}, numpy SGEMM {results['sgemm_gflops']} GFLOP/s")
+        print(f"{'model':<12} {'batch':>5} {'ms/step':>9} {'GFLOP/s':>8} {'peak MB':>8} {'torch ms':>9} "
+              f"{'torch MB':>9} {'ratio':>6}")
+        for name, r in results["models"].items():
+            print(f"{name:<12} {r['batch']:>5} {r.get('ms', float('nan')):>9.2f} {r.get('gflops', float('nan')):>8.2f} "
+                  f"{r.get('peak_mb', float('nan')):>8.0f} {r.get('torch_ms', float('nan')):>9.2f} "
+                  f"{r.get('torch_peak_mb', float('nan')):>9.0f} {r.get('ratio', float('nan')):>6.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

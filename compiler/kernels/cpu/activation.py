@@ -1,0 +1,220 @@
+"""Activation kernels: relu, leaky_relu, sigmoid, tanh, gelu (exact), softmax, identity, dropout.
+
+Conventions (shared by every family in ``compiler/kernels/cpu``):
+- ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True)``, write into preallocated outputs and return
+  nothing. Arrays are C-contiguous, float32 or float64 (one dtype per call).
+- Backward kernels OVERWRITE their gradient outputs (fan-out accumulation is the caller's job).
+- Pointwise kernels accept arrays of any rank (all operands the same shape) and walk them flat.
+  ``out`` may alias ``x`` (in-place) for every forward here; what backward reads is chosen so that in-place
+  forwards stay differentiable: relu, sigmoid, tanh and softmax read their output ``y``; leaky_relu and gelu
+  read their input ``x``; dropout reads nothing (its mask is recomputed).
+- softmax works on an ``(A, L, I)`` view and normalises the middle axis (axis=-1 is I=1).
+- dropout is inverted dropout: kept elements are scaled by 1/(1-p). The mask is a pure function of
+  (seed, step, node_id, flat element index) through a splitmix64 hash, so forward and backward (and a rerun)
+  agree without any stored mask or global RNG state. In eval mode the caller uses identity instead.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+_SQRT1_2 = 0.7071067811865476
+_INV_SQRT_2PI = 0.3989422804014327
+
+
+@njit(cache=True)
+def relu_forward(x, out):
+    # x (...) -> out (...)
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
+    for i in range(xf.shape[0]):
+        v = xf[i]
+        of[i] = 0.0 if v <= 0 else v  # NaN propagates, as in PyTorch
+
+
+@njit(cache=True)
+def relu_backward(gout, y, gx):
+    # gout, y = forward output (...) -> gx (...)
+    gf = gout.reshape(gout.size)
+    yf = y.reshape(y.size)
+    xf = gx.reshape(gx.size)
+    for i in range(gf.shape[0]):
+        xf[i] = gf[i] if yf[i] > 0 else 0.0
+
+
+@njit(cache=True)
+def leaky_relu_forward(x, a, out):
+    # x (...), a = negative slope -> out (...)
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
+    for i in range(xf.shape[0]):
+        v = xf[i]
+        of[i] = v if v > 0 else a * v
+
+
+@njit(cache=True)
+def leaky_relu_backward(gout, x, a, gx):
+    # gout, x = forward input (...) -> gx (...)
+    gf = gout.reshape(gout.size)
+    xf = x.reshape(x.size)
+    of = gx.reshape(gx.size)
+    for i in range(gf.shape[0]):
+        of[i] = gf[i] if xf[i] > 0 else a * gf[i]
+
+
+@njit(cache=True)
+def sigmoid_forward(x, out):
+    # x (...) -> out (...); the two branches keep exp from overflowing
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
+    for i in range(xf.shape[0]):
+        v = xf[i]
+        if v >= 0:
+            of[i] = 1.0 / (1.0 + math.exp(-v))
+        else:
+            e = math.exp(v)
+            of[i] = e / (1.0 + e)
+
+
+@njit(cache=True)
+def sigmoid_backward(gout, y, gx):
+    # gout, y = forward output (...) -> gx (...)
+    gf = gout.reshape(gout.size)
+    yf = y.reshape(y.size)
+    of = gx.reshape(gx.size)
+    for i in range(gf.shape[0]):
+        of[i] = gf[i] * yf[i] * (1.0 - yf[i])
+
+
+@njit(cache=True)
+def tanh_forward(x, out):
+    # x (...) -> out (...)
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
+    for i in range(xf.shape[0]):
+        of[i] = math.tanh(xf[i])
+
+
+@njit(cache=True)
+def tanh_backward(gout, y, gx):
+    # gout, y = forward output (...) -> gx (...)
+    gf = gout.reshape(gout.size)
+    yf = y.reshape(y.size)
+    of = gx.reshape(gx.size)
+    for i in range(gf.shape[0]):
+        of[i] = gf[i] * (1.0 - yf[i] * yf[i])
+
+
+@njit(cache=True)
+def gelu_forward(x, out):
+    # x (...) -> out (...); exact GELU x * Phi(x) with erf, not the tanh approximation
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
+    for i in range(xf.shape[0]):
+        v = xf[i]
+        of[i] = 0.5 * v * (1.0 + math.erf(v * _SQRT1_2))
+
+
+@njit(cache=True)
+def gelu_backward(gout, x, gx):
+    # gout, x = forward input (...) -> gx (...); d/dx = Phi(x) + x * phi(x)
+    gf = gout.reshape(gout.size)
+    xf = x.reshape(x.size)
+    of = gx.reshape(gx.size)
+    for i in range(gf.shape[0]):
+        v = xf[i]
+        cdf = 0.5 * (1.0 + math.erf(v * _SQRT1_2))
+        pdf = _INV_SQRT_2PI * math.exp(-0.5 * v * v)
+        of[i] = gf[i] * (cdf + v * pdf)
+
+
+@njit(cache=True)
+def identity_forward(x, out):
+    # x (...) -> out (...)
+    out.reshape(out.size)[:] = x.reshape(x.size)
+
+
+@njit(cache=True)
+def identity_backward(gout, gx):
+    # gout (...) -> gx (...)
+    gx.reshape(gx.size)[:] = gout.reshape(gout.size)
+
+
+@njit(cache=True, parallel=True)
+def softmax_forward(x, out):
+    # x (A, L, I) -> out (A, L, I), normalised over L; max subtracted for stability
+    A, L, I = x.shape
+    for ai in prange(A * I):
+        a = ai // I
+        i = ai % I
+        m = -math.inf
+        for j in range(L):
+            m = max(m, x[a, j, i])
+        s = 0.0
+        for j in range(L):
+            e = math.exp(x[a, j, i] - m)
+            out[a, j, i] = e
+            s += e
+        r = 1.0 / s
+        for j in range(L):
+            out[a, j, i] *= r
+
+
+@njit(cache=True, parallel=True)
+def softmax_backward(gout, y, gx):
+    # gout, y = forward output (A, L, I) -> gx (A, L, I); gx = y * (g - sum_L g*y)
+    A, L, I = y.shape
+    for ai in prange(A * I):
+        a = ai // I
+        i = ai % I
+        s = 0.0
+        for j in range(L):
+            s += gout[a, j, i] * y[a, j, i]
+        for j in range(L):
+            gx[a, j, i] = y[a, j, i] * (gout[a, j, i] - s)
+
+
+@njit(cache=True)
+def _splitmix(z):
+    # splitmix64 finaliser: a bijective avalanche on uint64 (wrapping arithmetic)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True)
+def dropout_key(seed, step, node_id):
+    # one 64-bit stream key per (seed, step, node); chained so that no two fields can cancel
+    k = _splitmix(np.uint64(seed) + np.uint64(0x9E3779B97F4A7C15))
+    k = _splitmix(k ^ np.uint64(step))
+    return _splitmix(k ^ np.uint64(node_id))
+
+
+@njit(cache=True)
+def dropout_uniform(key, i):
+    # uniform in [0, 1) for element i: 53 high bits of splitmix64 at stream position i
+    h = _splitmix(key + (np.uint64(i) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15))
+    return np.float64(h >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True)
+def dropout_forward(x, p, seed, step, node_id, out):
+    # x (...) -> out (...); element i kept iff uniform(seed, step, node_id, i) >= p, then scaled by 1/(1-p)
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
+    key = dropout_key(seed, step, node_id)
+    scale = 1.0 / (1.0 - p) if p < 1.0 else 0.0
+    for i in range(xf.shape[0]):
+        of[i] = xf[i] * scale if dropout_uniform(key, i) >= p else 0.0
+
+
+@njit(cache=True)
+def dropout_backward(gout, p, seed, step, node_id, gx):
+    # gout (...) -> gx (...), the same mask regenerated from (seed, step, node_id)
+    gf = gout.reshape(gout.size)
+    of = gx.reshape(gx.size)
+    key = dropout_key(seed, step, node_id)
+    scale = 1.0 / (1.0 - p) if p < 1.0 else 0.0
+    for i in range(gf.shape[0]):
+        of[i] = gf[i] * scale if dropout_uniform(key, i) >= p else 0.0

@@ -1,0 +1,223 @@
+"""2-D convolution (cross-correlation, as PyTorch computes it): forward and backward.
+
+Conventions shared by every CPU kernel family (``compiler/kernels/cpu/<family>.py``):
+
+- ``<op>_forward(...)`` / ``<op>_backward(...)`` are ``@njit(cache=True)`` and write into preallocated
+  output arrays passed by the caller; they return nothing (losses return their scalar value).
+- All arrays are C-contiguous with the batch axis first. Every kernel accepts float32 or float64 (one
+  dispatcher, compiled per dtype; float64 is what the gradient checks use); integer arrays are int64.
+  All floating arrays of one call share one dtype.
+- Backward kernels OVERWRITE their gradient outputs; when a value fans out the caller accumulates.
+  ``need_gx`` / ``need_gw`` flags skip gradients nobody uses (the first conv's input, a fixed filter).
+- An optional parameter that is absent (``bias=false``) is passed as a zero-length array of the right dtype
+  (``np.empty(0, dtype)``); its gradient output is then a zero-length array too.
+- Output sizes are the caller's business (floor or ceil mode); windows reaching past the padded input are
+  handled here by treating everything outside the real input as zero padding.
+- Scratch memory is a 1-D workspace ``ws`` owned by the caller's buffer plan; the pure-Python helpers
+  ``conv2d_workspace_size`` / ``conv2d_backward_workspace_size`` give the element count it must hold.
+
+Strategy: per sample and group, im2col into ``ws`` then one BLAS GEMM (``np.dot`` with ``out=``) straight into
+the output block, so the heavy work runs in BLAS on contiguous operands. A 1x1, stride-1, unpadded conv needs
+no im2col at all: the input block already is the column matrix. A fixed ``(kh, kw)`` filter shared by every
+channel pair is expanded by the caller to the full ``(K, C/groups, kh, kw)`` weight.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+
+def conv2d_workspace_size(C, K, kh, kw, P, Q, groups=1, stride_h=1, stride_w=1, pad_h=0, pad_w=0,
+                          dil_h=1, dil_w=1):
+    """Elements of ``ws`` that ``conv2d_forward`` needs (0 for a 1x1/stride-1/unpadded conv)."""
+    if kh == 1 and kw == 1 and stride_h == 1 and stride_w == 1 and pad_h == 0 and pad_w == 0:
+        return 0
+    return (C // groups) * kh * kw * P * Q
+
+
+def conv2d_backward_workspace_size(C, K, kh, kw, P, Q, groups=1, stride_h=1, stride_w=1, pad_h=0,
+                                   pad_w=0, dil_h=1, dil_w=1):
+    """Elements of ``ws`` that ``conv2d_backward`` needs: columns, their gradient and one weight block."""
+    ck = (C // groups) * kh * kw
+    cols = conv2d_workspace_size(C, K, kh, kw, P, Q, groups, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w)
+    return 2 * cols + (K // groups) * ck
+
+
+# below this many elements a prange launch costs more than it saves
+_PAR_MIN = 1 << 15
+
+
+@njit(cache=True)
+def _cdiv(a, b):
+    # ceiling division that is right for negative numerators too (Python's // floors)
+    return -((-a) // b)
+
+
+@njit(cache=True)
+def _im2col_row(xb, r, c0, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols):
+    # row r = (c, i, j) of cols (Cg*kh*kw, P*Q): x[c0+c, p*sh - ph + i*dh, q*sw - pw + j*dw], 0 outside
+    H = xb.shape[1]
+    W = xb.shape[2]
+    c = r // (kh * kw)
+    i = (r // kw) % kh
+    j = r % kw
+    xc = xb[c0 + c]
+    q_lo = min(Q, max(0, _cdiv(pw - j * dw, sw)))
+    q_hi = max(q_lo, min(Q, _cdiv(W + pw - j * dw, sw)))
+    off = j * dw - pw
+    for p in range(P):
+        base = p * Q
+        h = p * sh - ph + i * dh
+        if h < 0 or h >= H:
+            for q in range(Q):
+                cols[r, base + q] = 0.0
+            continue
+        for q in range(q_lo):
+            cols[r, base + q] = 0.0
+        for q in range(q_lo, q_hi):
+            cols[r, base + q] = xc[h, q * sw + off]
+        for q in range(q_hi, Q):
+            cols[r, base + q] = 0.0
+
+
+@njit(cache=True, parallel=True)
+def _im2col_par(xb, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols):
+    for r in prange(Cg * kh * kw):
+        _im2col_row(xb, r, c0, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols)
+
+
+@njit(cache=True)
+def _im2col(xb, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols):
+    # xb (C, H, W) one sample -> cols (Cg*kh*kw, P*Q) for channels c0 .. c0+Cg-1
+    if cols.size >= _PAR_MIN:
+        _im2col_par(xb, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols)
+    else:
+        for r in range(Cg * kh * kw):
+            _im2col_row(xb, r, c0, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols)
+
+
+@njit(cache=True)
+def _col2im_channel(gcols, c, c0, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gxb):
+    # adds rows (c, :, :) of gcols into channel c0+c of gxb (C, H, W)
+    H = gxb.shape[1]
+    W = gxb.shape[2]
+    gc = gxb[c0 + c]
+    for i in range(kh):
+        for j in range(kw):
+            r = (c * kh + i) * kw + j
+            q_lo = min(Q, max(0, _cdiv(pw - j * dw, sw)))
+            q_hi = max(q_lo, min(Q, _cdiv(W + pw - j * dw, sw)))
+            off = j * dw - pw
+            for p in range(P):
+                h = p * sh - ph + i * dh
+                if h < 0 or h >= H:
+                    continue
+                base = p * Q
+                for q in range(q_lo, q_hi):
+                    gc[h, q * sw + off] += gcols[r, base + q]
+
+
+@njit(cache=True, parallel=True)
+def _col2im_par(gcols, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gxb):
+    # one channel per thread, so no write races
+    for c in prange(Cg):
+        _col2im_channel(gcols, c, c0, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gxb)
+
+
+@njit(cache=True)
+def _col2im(gcols, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gxb):
+    # adds gcols (Cg*kh*kw, P*Q) back into gxb (C, H, W), channels c0 .. c0+Cg-1
+    if gcols.size >= _PAR_MIN:
+        _col2im_par(gcols, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gxb)
+    else:
+        for c in range(Cg):
+            _col2im_channel(gcols, c, c0, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gxb)
+
+
+@njit(cache=True)
+def conv2d_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, out, ws):
+    # x (B, C, H, W), w (K, C/g, kh, kw), b (K,) or (0,) -> out (B, K, P, Q); ws >= conv2d_workspace_size
+    B, C, H, W = x.shape
+    K, Cg, kh, kw = w.shape
+    P = out.shape[2]
+    Q = out.shape[3]
+    Kg = K // groups
+    ck = Cg * kh * kw
+    direct = kh == 1 and kw == 1 and stride_h == 1 and stride_w == 1 and pad_h == 0 and pad_w == 0
+    w2 = w.reshape(K, ck)
+    nr = 0 if direct else ck
+    cols = ws[0:nr * P * Q].reshape(nr, P * Q)
+    for n in range(B):
+        on = out[n].reshape(K, P * Q)
+        for g in range(groups):
+            if direct:
+                np.dot(w2[g * Kg:(g + 1) * Kg], x[n].reshape(C, H * W)[g * Cg:(g + 1) * Cg],
+                       on[g * Kg:(g + 1) * Kg])
+            else:
+                _im2col(x[n], g * Cg, Cg, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, P, Q, cols)
+                np.dot(w2[g * Kg:(g + 1) * Kg], cols, on[g * Kg:(g + 1) * Kg])
+        if b.shape[0] > 0:
+            for k in range(K):
+                bk = b[k]
+                for s in range(P * Q):
+                    on[k, s] += bk
+
+
+@njit(cache=True)
+def conv2d_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups,
+                    gx, gw, gb, need_gx, need_gw, ws):
+    # gout (B, K, P, Q), x (B, C, H, W), w (K, C/g, kh, kw) -> gx like x, gw like w, gb (K,) or (0,)
+    # ws >= conv2d_backward_workspace_size; gw is summed over the batch through a scratch block
+    B, C, H, W = x.shape
+    K, Cg, kh, kw = w.shape
+    P = gout.shape[2]
+    Q = gout.shape[3]
+    Kg = K // groups
+    ck = Cg * kh * kw
+    direct = kh == 1 and kw == 1 and stride_h == 1 and stride_w == 1 and pad_h == 0 and pad_w == 0
+    nr = 0 if direct else ck
+    ncol = nr * P * Q
+    w2 = w.reshape(K, ck)
+    # gx / gw may be zero-size placeholders when not needed, so only reshape what is used
+    gw2 = gw.reshape(K, ck) if need_gw else w2
+    cols = ws[0:ncol].reshape(nr, P * Q)
+    gcols = ws[ncol:2 * ncol].reshape(nr, P * Q)
+    kt = Kg if need_gw else 0
+    tmp = ws[2 * ncol:2 * ncol + kt * ck].reshape(kt, ck)
+    if gb.shape[0] > 0:
+        for k in range(K):
+            acc = 0.0
+            for n in range(B):
+                gk = gout[n, k]
+                for p in range(P):
+                    for q in range(Q):
+                        acc += gk[p, q]
+            gb[k] = acc
+    if need_gx:
+        gx[:] = 0.0
+    for n in range(B):
+        gn = gout[n].reshape(K, P * Q)
+        for g in range(groups):
+            go = gn[g * Kg:(g + 1) * Kg]
+            if need_gw:
+                if direct:
+                    xc = x[n].reshape(C, H * W)[g * Cg:(g + 1) * Cg]
+                else:
+                    _im2col(x[n], g * Cg, Cg, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+                            P, Q, cols)
+                    xc = cols
+                if n == 0:
+                    np.dot(go, xc.T, gw2[g * Kg:(g + 1) * Kg])
+                else:
+                    np.dot(go, xc.T, tmp)
+                    gwg = gw2[g * Kg:(g + 1) * Kg]
+                    for k in range(Kg):
+                        for r in range(ck):
+                            gwg[k, r] += tmp[k, r]
+            if need_gx:
+                wg = w2[g * Kg:(g + 1) * Kg]
+                if direct:
+                    np.dot(wg.T, go, gx[n].reshape(C, H * W)[g * Cg:(g + 1) * Cg])
+                else:
+                    np.dot(wg.T, go, gcols)
+                    _col2im(gcols, g * Cg, Cg, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+                            P, Q, gx[n])

@@ -1,0 +1,172 @@
+"""Pooling kernels: maxpool2d, avgpool2d, global_avgpool — forward and backward.
+
+Conventions (shared by every family in ``compiler/kernels/cpu``):
+- ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True)``, write into preallocated outputs and return
+  nothing. Arrays are C-contiguous, batch axis first; float32 or float64 (one dtype per call); integer
+  arrays (argmax) are int64.
+- Backward kernels OVERWRITE their gradient outputs (fan-out accumulation is the caller's job).
+- Output sizes P, Q are computed by the caller (floor or ceil mode) and read from ``out.shape``. Windows may
+  reach past the padded input in ceil mode; as in PyTorch, such windows just see fewer elements.
+
+Semantics follow PyTorch: maxpool pads with -inf and records, per output, the flat index ``h * W + w`` of the
+winning element in its input plane (first maximum wins; a NaN wins, as in PyTorch); avgpool counts padding
+(count_include_pad=True) and divides by the window clipped to the padded input (PyTorch's ceil-mode rule).
+
+Forwards run planes in parallel (prange) once the input is large enough to repay a thread launch.
+"""
+
+import math
+
+from numba import njit, prange
+
+# below this many input elements a prange launch costs more than it saves
+_PAR_MIN = 1 << 15
+
+
+@njit(cache=True)
+def _maxpool_plane(xc, kh, kw, stride_h, stride_w, pad_h, pad_w, oc, ac):
+    # one (H, W) plane -> (P, Q) maxima and their flat indices
+    H, W = xc.shape
+    P, Q = oc.shape
+    for p in range(P):
+        h0 = p * stride_h - pad_h
+        h1 = min(h0 + kh, H)
+        h0 = max(h0, 0)
+        for q in range(Q):
+            w0 = q * stride_w - pad_w
+            w1 = min(w0 + kw, W)
+            w0 = max(w0, 0)
+            best = -math.inf
+            idx = -1
+            for h in range(h0, h1):
+                for w in range(w0, w1):
+                    v = xc[h, w]
+                    if v > best or math.isnan(v) or idx < 0:
+                        best = v
+                        idx = h * W + w
+            oc[p, q] = best
+            ac[p, q] = idx
+
+
+@njit(cache=True, parallel=True)
+def _maxpool_par(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out, argmax):
+    C = x.shape[1]
+    for bc in prange(x.shape[0] * C):
+        b = bc // C
+        c = bc % C
+        _maxpool_plane(x[b, c], kh, kw, stride_h, stride_w, pad_h, pad_w, out[b, c], argmax[b, c])
+
+
+@njit(cache=True)
+def maxpool2d_forward(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out, argmax):
+    # x (B, C, H, W) -> out (B, C, P, Q), argmax (B, C, P, Q) int64 flat index into x[b, c] (-1: empty window)
+    if x.size >= _PAR_MIN:
+        _maxpool_par(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out, argmax)
+        return
+    for b in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            _maxpool_plane(x[b, c], kh, kw, stride_h, stride_w, pad_h, pad_w, out[b, c], argmax[b, c])
+
+
+@njit(cache=True)
+def maxpool2d_backward(gout, argmax, gx):
+    # gout (B, C, P, Q), argmax (B, C, P, Q) int64 -> gx (B, C, H, W); overlapping windows add up
+    B, C, H, W = gx.shape
+    P = gout.shape[2]
+    Q = gout.shape[3]
+    gx[:] = 0.0
+    for b in range(B):
+        for c in range(C):
+            gflat = gx[b, c].reshape(H * W)
+            for p in range(P):
+                for q in range(Q):
+                    i = argmax[b, c, p, q]
+                    if i >= 0:
+                        gflat[i] += gout[b, c, p, q]
+
+
+@njit(cache=True)
+def _window(p, stride, pad, k, n):
+    # clipped window [lo, hi) and PyTorch's divisor part: the window clipped to the padded extent only
+    lo = p * stride - pad
+    hi = min(lo + k, n + pad)
+    size = hi - lo
+    return max(lo, 0), min(hi, n), size
+
+
+@njit(cache=True)
+def _avgpool_plane(xc, kh, kw, stride_h, stride_w, pad_h, pad_w, oc):
+    H, W = xc.shape
+    P, Q = oc.shape
+    for p in range(P):
+        h0, h1, sh = _window(p, stride_h, pad_h, kh, H)
+        for q in range(Q):
+            w0, w1, sw = _window(q, stride_w, pad_w, kw, W)
+            acc = 0.0
+            for h in range(h0, h1):
+                for w in range(w0, w1):
+                    acc += xc[h, w]
+            oc[p, q] = acc / (sh * sw)
+
+
+@njit(cache=True, parallel=True)
+def _avgpool_par(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out):
+    C = x.shape[1]
+    for bc in prange(x.shape[0] * C):
+        b = bc // C
+        c = bc % C
+        _avgpool_plane(x[b, c], kh, kw, stride_h, stride_w, pad_h, pad_w, out[b, c])
+
+
+@njit(cache=True)
+def avgpool2d_forward(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out):
+    # x (B, C, H, W) -> out (B, C, P, Q); divisor counts padding but not the ceil-mode overhang
+    if x.size >= _PAR_MIN:
+        _avgpool_par(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out)
+        return
+    for b in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            _avgpool_plane(x[b, c], kh, kw, stride_h, stride_w, pad_h, pad_w, out[b, c])
+
+
+@njit(cache=True)
+def avgpool2d_backward(gout, kh, kw, stride_h, stride_w, pad_h, pad_w, gx):
+    # gout (B, C, P, Q) -> gx (B, C, H, W)
+    B, C, H, W = gx.shape
+    P = gout.shape[2]
+    Q = gout.shape[3]
+    gx[:] = 0.0
+    for b in range(B):
+        for c in range(C):
+            gc = gx[b, c]
+            for p in range(P):
+                h0, h1, sh = _window(p, stride_h, pad_h, kh, H)
+                for q in range(Q):
+                    w0, w1, sw = _window(q, stride_w, pad_w, kw, W)
+                    g = gout[b, c, p, q] / (sh * sw)
+                    for h in range(h0, h1):
+                        for w in range(w0, w1):
+                            gc[h, w] += g
+
+
+@njit(cache=True)
+def global_avgpool_forward(x, out):
+    # x (B, C, S) (the caller's (B, C, H*W) view) -> out (B, C)
+    B, C, S = x.shape
+    for b in range(B):
+        for c in range(C):
+            acc = 0.0
+            for s in range(S):
+                acc += x[b, c, s]
+            out[b, c] = acc / S
+
+
+@njit(cache=True)
+def global_avgpool_backward(gout, gx):
+    # gout (B, C) -> gx (B, C, S)
+    B, C, S = gx.shape
+    for b in range(B):
+        for c in range(C):
+            g = gout[b, c] / S
+            for s in range(S):
+                gx[b, c, s] = g
