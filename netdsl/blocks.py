@@ -11,7 +11,16 @@ from .elaborate import MAX_STEPS, Elaborator, Frame, Scope
 from .ir import IR, TensorType, Value
 from .ops import Ident
 from .values import (
-    POISON, BlockLayer, OpLayer, Poison, PoisonError, SharedLayer, Tensor, TupleVal, UnrollResult, describe,
+    POISON,
+    BlockLayer,
+    OpLayer,
+    Poison,
+    PoisonError,
+    SharedLayer,
+    Tensor,
+    TupleVal,
+    UnrollResult,
+    describe,
 )
 
 
@@ -104,7 +113,7 @@ def apply_block(el: Elaborator, f: BlockLayer, inputs: list[Tensor], e: ast.Expr
     else:
         child = frame.child(name, use, b.name)
     scope = Scope(f.module)
-    bind_args(el, f, child, scope)
+    bind_args(el, f, frame, scope)  # argument errors are at the use site: no chain through the use itself
     bound: dict[str, int] = {}
     for decl, t in zip(b.inputs, inputs, strict=True):
         bind_contract(el, decl, t.type, scope, frame, e, b, bound)
@@ -263,7 +272,7 @@ def _poison(st: ast.Stmt, scope: Scope) -> None:
     if isinstance(st, ast.Assign):
         for t in st.targets:
             scope.vars[t] = POISON
-    elif isinstance(st, (ast.Let, ast.OutputStmt)) and getattr(st, "name", None):
+    elif isinstance(st, (ast.Let, ast.OutputStmt, ast.InputStmt)) and getattr(st, "name", None):
         scope.vars[st.name] = POISON
 
 
@@ -326,7 +335,7 @@ def _network_statement(el: Elaborator, st: ast.Stmt, scope: Scope, frame: Frame,
         net.inputs[st.name] = (nid, st)
         scope.vars[st.name] = Tensor(Value(nid), t, ir)
         scope.used.discard(st.name)
-        return None
+        return
     if isinstance(st, ast.OutputStmt):
         if st.name in ir.outputs:
             raise el.err(frame, st.span, f"output '{st.name}' is declared twice")
@@ -340,7 +349,7 @@ def _network_statement(el: Elaborator, st: ast.Stmt, scope: Scope, frame: Frame,
                 raise el.err(frame, st.span, f"unknown name '{st.name}'",
                              el.suggest(st.name, scope.known_names())) from None
         ir.outputs[st.name] = v.value
-        return None
+        return
     if isinstance(st, ast.LossStmt):
         if ir.loss is not None:
             raise el.err(frame, st.span, "a network has at most one 'loss'", "sum the terms: loss a + 0.1 * b")
@@ -349,7 +358,7 @@ def _network_statement(el: Elaborator, st: ast.Stmt, scope: Scope, frame: Frame,
             raise el.err(frame, st.value.span, f"the loss must be a scalar, found {v.type.spec()} per example",
                          "use a loss layer: cross_entropy(logits, label) or mse(pred, target)")
         ir.loss = v.value
-        return None
+        return
     raise el.err(frame, st.span, f"unexpected statement {type(st).__name__}")
 
 

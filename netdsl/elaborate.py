@@ -18,7 +18,16 @@ from .diagnostics import Diagnostic, InternalError, Span, SpecError, UseSite
 from .ir import IR, ParamSpec, TensorType, Value
 from .ops import AttrError, Ident, ShapeError
 from .values import (
-    POISON, BlockLayer, Layer, OpLayer, Poison, PoisonError, SharedLayer, Tensor, TupleVal, UnrollResult, describe,
+    BlockLayer,
+    Layer,
+    OpLayer,
+    Poison,
+    PoisonError,
+    SharedLayer,
+    Tensor,
+    TupleVal,
+    UnrollResult,
+    describe,
 )
 
 # Size guards: refuse absurd specs before anything is built, so no spec can hang the front end.
@@ -316,7 +325,7 @@ class Elaborator:
             return self.apply_in_layer_position(x, layer.layer, scope, frame, layer)
         if isinstance(layer, ast.Repeat):
             return self.repeat(x, layer, scope, frame, label)
-        f = self.eval(layer.func, scope, frame) if isinstance(layer, ast.Call) else self.eval(layer, scope, frame)
+        f = self.eval_layer(layer.func if isinstance(layer, ast.Call) else layer, scope, frame)
         if not isinstance(f, (OpLayer, BlockLayer, SharedLayer)):
             raise self.err(frame, layer.span, f"expected a layer after '->', found {describe(f)}")
         extra: list[Tensor] = []
@@ -334,6 +343,19 @@ class Elaborator:
             else:
                 f = self.build(f, args, kwargs, layer, frame)
         return self.apply(f, [x] + extra, layer, frame, label)
+
+    def eval_layer(self, e: ast.Expr, scope: Scope, frame: Frame) -> Any:
+        """An expression in layer position; an unknown name there is an unknown layer."""
+        if isinstance(e, ast.Name):
+            try:
+                scope.lookup(e.id)
+            except KeyError:
+                op = ops.get(e.id)
+                if e.id not in self.module.blocks and (op is None or op.name in _INTERNAL_OPS):
+                    layers = list(self.module.blocks) + [n for n in ops.names() if n not in _INTERNAL_OPS]
+                    layers += [n for n in scope.known_names() if isinstance(_peek(scope, n), SharedLayer)]
+                    raise self.err(frame, e.span, f"unknown layer '{e.id}'", self.suggest(e.id, layers)) from None
+        return self.eval(e, scope, frame)
 
     def repeat(self, x: Tensor, r: ast.Repeat, scope: Scope, frame: Frame, label: ast.Labeled | None) -> Any:
         n = self.compile_time(r.count, scope, frame)
@@ -409,12 +431,12 @@ class Elaborator:
             want = f"{lo}" if lo == hi else (f"{lo} or more" if hi is None else f"{lo} to {hi}")
             raise self.err(frame, span, f"{op.name} takes {want} input{'s' if want != '1' else ''}, found {len(inputs)}")
         shown = f"{op.name} '{label.label}'" if label is not None else op.name
+        if op.name == "unembed":  # vocab and dim come from the tied embedding
+            settings = self.resolve_unembed(settings, span, frame)
         try:
             attrs = op.normalize(settings)
         except AttrError as a:
             raise self.err(frame, span, f"{shown} {a.message}", a.hint) from None
-        if op.name == "unembed":
-            attrs = self.resolve_unembed(attrs, span, frame)
         in_types = [t.type for t in inputs]
         for t in inputs:
             if t.ir is not frame.ir:
@@ -454,7 +476,7 @@ class Elaborator:
         return Tensor(Value(nid), out, frame.ir)
 
     def resolve_unembed(self, attrs: dict[str, Any], span: Span, frame: Frame) -> dict[str, Any]:
-        t = attrs["table"]
+        t = attrs.get("table")
         if not (isinstance(t, SharedLayer) and isinstance(t.inner, OpLayer) and t.inner.op.name == "embedding"):
             raise self.err(frame, span, f"unembed needs a let-bound embedding, found {describe(t)}",
                            "write: let emb = embedding(vocab, dim) … logits = h -> unembed(emb)")
@@ -502,6 +524,16 @@ class Elaborator:
 
 
 _INTERNAL_OPS = {"add", "sub", "mul", "div", "neg"}
+
+
+def _peek(scope: Scope, name: str) -> Any:
+    """The value a name has in scope (or None), without marking it used."""
+    s: Scope | None = scope
+    while s is not None:
+        if name in s.vars:
+            return s.vars[name]
+        s = s.parent
+    return None
 
 
 def _is_num(v: Any) -> bool:

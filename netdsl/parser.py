@@ -514,6 +514,9 @@ def _syntax_error(e: UnexpectedInput, source: Source) -> SpecError:
         if kind == "_NL":
             span = Span(source, tok.line, tok.column, tok.line, tok.column + 1)
     hint = None
+    if kind == "_REPEAT" and "_REPEAT" not in expected and "NUMBER" in expected:  # in an expression
+        return error(span, "syntax error: 'repeat' belongs in a chain, after '->'",
+                     "write: y = x -> repeat N Layer(…)")
     if kind in _KEYWORDS and ({"NAME", "LABEL"} & expected):
         word = _KEYWORDS[kind]
         if not (kind in _TOP_START and _STMT_START <= expected):

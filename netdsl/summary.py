@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import ops
+from .diagnostics import InternalError
 from .ir import IR, Node, TensorType
 
 HIDDEN_OPS = {"input", "const"}
@@ -162,7 +163,14 @@ def train_memory_bytes(net: Any, batch: int) -> int:
     try:
         from .compiler.plan import planned_peak_bytes
     except ImportError:  # the compiler's planner is not there yet: a conservative estimate
-        acts = sum(t.size * itemsize(t) for n in net.ir for t in n.outputs if t.batched)
-        params = sum(p.size * 4 for p in net.ir.params.values())
-        return 3 * params + 2 * acts * batch
-    return planned_peak_bytes(net, batch)
+        return _estimate_memory(net, batch)
+    try:
+        return planned_peak_bytes(net, batch)
+    except InternalError:  # the planner cannot lower some op yet (`netdsl compile` reports it): the estimate
+        return _estimate_memory(net, batch)
+
+
+def _estimate_memory(net: Any, batch: int) -> int:
+    acts = sum(t.size * itemsize(t) for n in net.ir for t in n.outputs if t.batched)
+    params = sum(p.size * 4 for p in net.ir.params.values())
+    return 3 * params + 2 * acts * batch
