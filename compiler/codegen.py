@@ -52,9 +52,11 @@ class Slots:
 
 
 class Emitter:
-    def __init__(self, slots: Slots) -> None:
+    def __init__(self, slots: Slots, profile: bool = False) -> None:
         self.slots = slots
         self.modules: set[str] = set()
+        self.profile = profile  # wrap every call in a timer: PROF[i] accumulates seconds
+        self.calls: list[Call] = []
 
     def arg(self, a: Any) -> str:
         if isinstance(a, Buf):
@@ -88,7 +90,11 @@ class Emitter:
         text = f"k_{module}.{fn}(" + ", ".join(self.arg(a) for a in c.args) + ")"
         if c.result is not None:
             text = f"{self.arg(c.result)}[...] = {text}"
-        return [f"{indent}{text}{_tag(c)}"]
+        if not self.profile:
+            return [f"{indent}{text}{_tag(c)}"]
+        i = len(self.calls)
+        self.calls.append(c)
+        return [f"{indent}_t = _clock()", f"{indent}{text}{_tag(c)}", f"{indent}PROF[{i}] += _clock() - _t"]
 
     def items(self, items: list[Item], indent: str) -> list[str]:
         out: list[str] = []
@@ -131,9 +137,11 @@ def _tag(c: Call) -> str:
     return f"  # {_where(c.node)} {c.node.name}{note}: {source_text(c.node)}"
 
 
-def generate(sched: Schedule, title: str, slots: Slots | None = None) -> tuple[str, Slots]:
+def generate(sched: Schedule, title: str, slots: Slots | None = None,
+             profile: bool = False) -> tuple[str, Slots, list[Call]]:
+    """Python source for `forward` and `backward`; with `profile`, each call is timed into PROF."""
     slots = slots or Slots()
-    em = Emitter(slots)
+    em = Emitter(slots, profile)
     split = sched.backward_start if sched.backward_start >= 0 else len(sched.items)
     fwd = em.items(sched.items[:split], "    ")
     bwd = em.items(sched.items[split:], "    ")
@@ -144,13 +152,17 @@ def generate(sched: Schedule, title: str, slots: Slots | None = None) -> tuple[s
         "",
     ]
     head += ["import numpy as np", ""]
+    if profile:
+        head += ["from time import perf_counter as _clock", ""]
     head += [f"from netdsl.compiler.kernels.cpu import {m} as k_{m}" for m in sorted(em.modules)]
     args = "V, P, G, n, train, update, seed, step"
     body = ["", "", f"def forward({args}):"] + (fwd or ["    pass"])
     body += ["", "", f"def backward({args}):"] + (bwd or ["    pass"])
     legend = ["", "", "# views:"] + [f"#   V[{i}] = {b.name} {list(shape)}" for i, (b, shape) in enumerate(slots.views)]
     legend += ["# parameters:"] + [f"#   P[{i}] = {name}" for i, name in enumerate(slots.params)]
-    return "\n".join(head + body + legend) + "\n", slots
+    if profile:
+        body += ["", "", f"PROF = [0.0] * {len(em.calls)}"]
+    return "\n".join(head + body + legend) + "\n", slots, em.calls
 
 
 def load_module(code: str) -> ModuleType:

@@ -40,6 +40,7 @@ class Compiled:
     views: dict[int, list[np.ndarray]]
     params: list[np.ndarray]
     grads: list[np.ndarray | None]
+    calls: list[Any]  # in emission order (what PROF indexes in a profiling build)
 
 
 class Program:
@@ -68,8 +69,9 @@ class Program:
         self._compiled: dict[tuple[Any, ...], Compiled] = {}
 
     # ------------------------------------------------------------------ compiling schedules
-    def _get(self, train: bool, backward: bool, fetch: tuple[str, ...] = (), loss: bool = False) -> Compiled:
-        key = (train, backward, fetch, loss)
+    def _get(self, train: bool, backward: bool, fetch: tuple[str, ...] = (), loss: bool = False,
+             profile: bool = False) -> Compiled:
+        key = (train, backward, fetch, loss, profile)
         c = self._compiled.get(key)
         if c is not None:
             return c
@@ -82,12 +84,12 @@ class Program:
         p = plan(sched, self.batch, self.dtype)
         mode = "train" if train else "eval"
         title = f"network {self.net.name} from {self.net.source}, {mode}" + (" with backward" if backward else "")
-        code, slots = generate(sched, title)
+        code, slots, calls = generate(sched, title, profile=profile)
         module = load_module(code)
         self._grow(p)
         params = [self.params[n] for n in slots.params]
         grads = [self.grads.get(n) for n in slots.params]
-        c = Compiled(sched, p, slots, code, module, {}, params, grads)
+        c = Compiled(sched, p, slots, code, module, {}, params, grads, calls)
         self._compiled[key] = c
         return c
 
@@ -201,6 +203,38 @@ class Program:
         if outputs:
             return loss, {k: self._views(c, n)[c.slots.view(b)] for k, b in c.sched.outputs.items()}
         return loss
+
+    def profile(self, inputs: dict[str, Any], steps: int = 10, warmup: int = 2) -> list[dict[str, Any]]:
+        """Time every kernel call of the training step (or the forward pass when there is no loss).
+
+        Returns one row per call in program order: kernel, node name, spec location and text, seconds per
+        step, and FLOPs per step of the node (for GFLOP/s). The overhead row is the rest of the step time.
+        """
+        import time
+
+        from .codegen import source_text
+
+        backward = self.net.ir.loss is not None
+        c = self._get(backward, backward, (), profile=True)
+        n = self._feed(c, inputs)
+        for i in range(warmup):
+            self._run(c, n, backward, False, 0, i, backward)
+        prof = c.module.PROF
+        prof[:] = [0.0] * len(prof)
+        t0 = time.perf_counter()
+        for i in range(steps):
+            self._run(c, n, backward, False, 0, i, backward)
+        total = (time.perf_counter() - t0) / steps
+        rows = []
+        for call, secs in zip(c.calls, prof, strict=True):
+            node = call.node
+            where = f"{node.span.file}:{node.span.line}" if node is not None and node.span is not None else ""
+            rows.append({"kernel": call.fn, "node": node.name if node is not None else "", "where": where,
+                         "source": source_text(node) if node is not None else "", "note": call.note,
+                         "seconds": secs / steps})
+        rows.append({"kernel": "(overhead)", "node": "", "where": "", "source": "", "note": "",
+                     "seconds": max(0.0, total - sum(r["seconds"] for r in rows))})
+        return rows
 
     # ------------------------------------------------------------------ inspection
     def code(self, train: bool = True) -> str:

@@ -44,10 +44,49 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(plan)
     elif args.emit == "ir":
         print(net.ir.pretty())
+    if args.profile:
+        print_profile(prog, net, args.batch)
     peak = prog.peak_bytes(train=train)
     print(f"{args.spec}: compiled {net.name} for batch ≤ {args.batch} ({args.dtype}, {args.device}) in "
           f"{elapsed:.2f} s; planned peak {peak / 2**20:.1f} MiB per {'training' if train else 'forward'} step")
     return 0
+
+
+def print_profile(prog: Any, net: Any, batch: int, steps: int = 10) -> None:
+    """Per-kernel time, share and GFLOP/s next to the spec line (like `caffe time`)."""
+    import numpy as np
+
+    from .summary import node_flops
+
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for name, nid in net.ir.inputs.items():
+        t = net.ir.node(nid).outputs[0]
+        if t.is_int:
+            hi = _label_range(net, nid)
+            feeds[name] = rng.integers(0, hi, size=(batch,) + t.shape)
+        else:
+            feeds[name] = rng.standard_normal((batch,) + t.shape).astype(np.float32)
+    rows = prog.profile(feeds, steps=steps)
+    total = sum(r["seconds"] for r in rows)
+    flops = {n.name: node_flops(net.ir, n) for n in net.ir}
+    print(f"profile of one {'training' if net.ir.loss is not None else 'forward'} step at batch {batch} "
+          f"({steps} steps): {total * 1e3:.3f} ms")
+    print(f"{'ms':>9} {'share':>6} {'GFLOP/s':>8}  {'kernel':<34} {'layer':<20} spec")
+    for r in rows:
+        fwd = r["kernel"].endswith("_forward") and r["note"] == ""
+        gf = f"{flops.get(r['node'], 0) * batch / r['seconds'] / 1e9:8.2f}" if fwd and r["seconds"] > 0 else " " * 8
+        print(f"{r['seconds'] * 1e3:9.3f} {r['seconds'] / total:6.1%} {gf}  {r['kernel']:<34} {r['node'][:20]:<20} "
+              f"{r['where']} {r['source']}")
+
+
+def _label_range(net: Any, nid: int) -> int:
+    for n in net.ir:
+        if n.op == "cross_entropy" and n.inputs[1].node == nid:
+            return net.ir.type_of(n.inputs[0]).shape[-1]
+        if n.op == "embedding" and n.inputs[0].node == nid:
+            return n.attrs["vocab"]
+    return 2
 
 
 def _warm(prog: Any, net: Any, batch: int) -> None:
@@ -71,4 +110,5 @@ def register_all(sub: Any) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--emit", choices=["code", "plan", "ir"], help="print the generated step code, plan or IR")
     p.add_argument("-o", metavar="DIR", help="write step.py, plan.txt and ir.txt to DIR")
+    p.add_argument("--profile", action="store_true", help="time each kernel of a step and print the table")
     p.set_defaults(func=cmd_compile)
