@@ -19,7 +19,9 @@ Conventions shared by every CPU kernel family (``compiler/kernels/cpu/<family>.p
 Strategy: per sample and group, im2col into ``ws`` then one BLAS GEMM (``np.dot`` with ``out=``) straight into
 the output block, so the heavy work runs in BLAS on contiguous operands. A 1x1, stride-1, unpadded conv needs
 no im2col at all: the input block already is the column matrix. A fixed ``(kh, kw)`` filter shared by every
-channel pair is expanded by the caller to the full ``(K, C/groups, kh, kw)`` weight.
+channel pair is expanded by the caller to the full ``(K, C/groups, kh, kw)`` weight. im2col / col2im run their
+rows in parallel (prange) once a sample's column matrix is large enough to repay a thread launch; BLAS brings
+its own threads, so no prange surrounds a GEMM.
 """
 
 import numpy as np

@@ -1,0 +1,144 @@
+"""conv2d kernels against scipy's correlate2d, finite differences and the lecture's worked example."""
+
+import numpy as np
+import pytest
+from netdsl.compiler.kernels.cpu import conv
+from scipy.signal import correlate2d
+
+from .gradcheck import assert_f32_matches, check_directional, check_gradients
+
+
+def out_size(n, k, s, p, d, ceil=False):
+    span = n + 2 * p - d * (k - 1) - 1
+    o = (-(-span // s) if ceil else span // s) + 1
+    if ceil and (o - 1) * s >= n + p:  # PyTorch: the last window must start inside the input or left pad
+        o -= 1
+    return o
+
+
+def reference(x, w, b, s, p, d, g, P, Q):
+    B, C, H, W = x.shape
+    K, Cg, kh, kw = w.shape
+    Hp = max(H + 2 * p[0], (P - 1) * s[0] + d[0] * (kh - 1) + 1)
+    Wp = max(W + 2 * p[1], (Q - 1) * s[1] + d[1] * (kw - 1) + 1)
+    xp = np.zeros((B, C, Hp, Wp))
+    xp[:, :, p[0]:p[0] + H, p[1]:p[1] + W] = x
+    wd = np.zeros((K, Cg, d[0] * (kh - 1) + 1, d[1] * (kw - 1) + 1))
+    wd[:, :, ::d[0], ::d[1]] = w
+    out = np.zeros((B, K, P, Q))
+    Kg = K // g
+    for n in range(B):
+        for k in range(K):
+            c0 = (k // Kg) * Cg
+            acc = sum(correlate2d(xp[n, c0 + c], wd[k, c], mode="valid") for c in range(Cg))
+            out[n, k] = acc[::s[0], ::s[1]][:P, :Q] + (b[k] if b.size else 0.0)
+    return out
+
+
+class Conv:
+    """One conv configuration: shapes, buffers and the forward/backward calls."""
+
+    def __init__(self, rng, B, C, H, W, K, kh, kw, s=(1, 1), p=(0, 0), d=(1, 1), g=1, bias=True,
+                 ceil=False, dtype=np.float64):
+        self.x = rng.standard_normal((B, C, H, W)).astype(dtype)
+        self.w = rng.standard_normal((K, C // g, kh, kw)).astype(dtype)
+        self.b = rng.standard_normal(K).astype(dtype) if bias else np.empty(0, dtype)
+        self.s, self.p, self.d, self.g = s, p, d, g
+        self.P = out_size(H, kh, s[0], p[0], d[0], ceil)
+        self.Q = out_size(W, kw, s[1], p[1], d[1], ceil)
+        self.out = np.empty((B, K, self.P, self.Q), dtype)
+        args = (C, K, kh, kw, self.P, self.Q, g, *s, *p, *d)
+        self.ws = np.empty(conv.conv2d_workspace_size(*args), dtype)
+        self.wsb = np.empty(conv.conv2d_backward_workspace_size(*args), dtype)
+
+    def attrs(self):
+        return (*self.s, *self.p, *self.d, self.g)
+
+    def forward(self):
+        conv.conv2d_forward(self.x, self.w, self.b, *self.attrs(), self.out, self.ws)
+        return self.out
+
+    def backward(self, gout, need_gx=True, need_gw=True):
+        gx = np.empty_like(self.x) if need_gx else np.empty((0, 0, 0, 0), self.x.dtype)
+        gw = np.empty_like(self.w) if need_gw else np.empty((0, 0, 0, 0), self.x.dtype)
+        gb = np.empty_like(self.b)
+        conv.conv2d_backward(gout, self.x, self.w, *self.attrs(), gx, gw, gb, need_gx, need_gw, self.wsb)
+        return gx, gw, gb
+
+
+def case(**attrs):
+    return attrs
+
+
+CASES = [
+    case(B=2, C=3, H=7, W=6, K=4, kh=3, kw=3),
+    case(B=2, C=4, H=8, W=7, K=6, kh=3, kw=2, s=(2, 1), p=(1, 2), d=(1, 2), g=2, bias=False),
+    case(B=1, C=2, H=5, W=4, K=3, kh=1, kw=1),
+    case(B=2, C=4, H=9, W=9, K=4, kh=3, kw=3, s=(2, 2), p=(1, 1), d=(2, 1), g=4),
+    case(B=1, C=2, H=8, W=7, K=2, kh=3, kw=2, s=(3, 2), p=(1, 0), ceil=True),
+    case(B=2, C=3, H=6, W=6, K=2, kh=1, kw=1, s=(2, 2)),
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_forward_matches_scipy(case):
+    c = Conv(np.random.default_rng(0), **case)
+    ref = reference(c.x, c.w, c.b, c.s, c.p, c.d, c.g, c.P, c.Q)
+    np.testing.assert_allclose(c.forward(), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_lecture_example():
+    img = np.array([[1, 1, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 1, 1], [0, 0, 1, 1, 0], [0, 1, 1, 0, 0]],
+                   np.float64).reshape(1, 1, 5, 5)
+    filt = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]], np.float64).reshape(1, 1, 3, 3)
+    out = np.empty((1, 1, 3, 3))
+    ws = np.empty(conv.conv2d_workspace_size(1, 1, 3, 3, 3, 3))
+    conv.conv2d_forward(img, filt, np.empty(0), 1, 1, 0, 0, 1, 1, 1, out, ws)
+    np.testing.assert_array_equal(out[0, 0], [[4, 3, 4], [2, 4, 3], [2, 3, 4]])
+
+
+@pytest.mark.parametrize("case", [CASES[1], CASES[2], CASES[3], CASES[4]])
+def test_gradients_finite_difference(case):
+    rng = np.random.default_rng(1)
+    c = Conv(rng, **case)
+    R = rng.standard_normal(c.out.shape)
+    gx, gw, gb = c.backward(R)
+    wrt = {"x": c.x, "w": c.w}
+    grads = {"x": gx, "w": gw}
+    if c.b.size:
+        wrt["b"], grads["b"] = c.b, gb
+    check_gradients(lambda: float(np.sum(c.forward() * R)), wrt, grads)
+
+
+def test_backward_flags_skip_and_match():
+    rng = np.random.default_rng(2)
+    c = Conv(rng, **CASES[0])
+    R = rng.standard_normal(c.out.shape)
+    gx, gw, gb = c.backward(R)
+    gx2, _, gb2 = c.backward(R, need_gw=False)
+    _, gw3, _ = c.backward(R, need_gx=False)
+    np.testing.assert_array_equal(gx, gx2)
+    np.testing.assert_array_equal(gw, gw3)
+    np.testing.assert_array_equal(gb, gb2)
+
+
+def test_directional_larger():
+    # large enough that im2col / col2im take their parallel path
+    rng = np.random.default_rng(3)
+    c = Conv(rng, B=2, C=8, H=32, W=33, K=6, kh=3, kw=3, p=(1, 1), g=2)
+    assert c.ws.size >= conv._PAR_MIN
+    R = rng.standard_normal(c.out.shape)
+    ref = reference(c.x, c.w, c.b, c.s, c.p, c.d, c.g, c.P, c.Q)
+    np.testing.assert_allclose(c.forward(), ref, rtol=1e-11, atol=1e-11)
+    gx, gw, gb = c.backward(R)
+    check_directional(lambda: float(np.sum(c.forward() * R)), {"x": c.x, "w": c.w, "b": c.b},
+                      {"x": gx, "w": gw, "b": gb}, rng)
+
+
+def test_float32_matches_float64():
+    c64 = Conv(np.random.default_rng(4), **CASES[3])
+    c32 = Conv(np.random.default_rng(4), **CASES[3], dtype=np.float32)
+    assert_f32_matches(c64.forward(), c32.forward())
+    R = np.random.default_rng(5).standard_normal(c64.out.shape)
+    for g64, g32 in zip(c64.backward(R), c32.backward(R.astype(np.float32))):
+        assert_f32_matches(g64, g32)
