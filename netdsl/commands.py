@@ -102,7 +102,21 @@ def _warm(prog: Any, net: Any, batch: int) -> None:
     prog.forward(feeds)
 
 
+# Modules that add commands of their own: each has `register(sub)` (imported only to build the parser).
+REGISTRARS = ("netdsl.runtime.cli", "netdsl.inspect_cli")
+
+
 def register_all(sub: Any) -> None:
+    import importlib
+
+    for name in REGISTRARS:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        mod.register(sub)
     p = sub.add_parser("compile", help="compile a spec and warm the kernel cache")
     _common(p)
     p.add_argument("--batch", type=int, default=1)
