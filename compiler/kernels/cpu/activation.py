@@ -19,6 +19,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
+# below this many elements a prange launch costs more than it saves (softmax is the only parallel kernel
+# here: the pointwise loops are memory-bound and cheap)
+_PAR_MIN = 1 << 15
 _SQRT1_2 = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
 
@@ -141,38 +144,68 @@ def identity_backward(gout, gx):
     gx.reshape(gx.size)[:] = gout.reshape(gout.size)
 
 
+@njit(cache=True)
+def _softmax_fwd_line(x, a, i, out):
+    # one line x[a, :, i]; the max is subtracted so exp cannot overflow
+    L = x.shape[1]
+    m = -math.inf
+    for j in range(L):
+        m = max(m, x[a, j, i])
+    s = 0.0
+    for j in range(L):
+        e = math.exp(x[a, j, i] - m)
+        out[a, j, i] = e
+        s += e
+    r = 1.0 / s
+    for j in range(L):
+        out[a, j, i] *= r
+
+
 @njit(cache=True, parallel=True)
+def _softmax_fwd_par(x, out):
+    I = x.shape[2]
+    for ai in prange(x.shape[0] * I):
+        _softmax_fwd_line(x, ai // I, ai % I, out)
+
+
+@njit(cache=True)
 def softmax_forward(x, out):
-    # x (A, L, I) -> out (A, L, I), normalised over L; max subtracted for stability
-    A, L, I = x.shape
-    for ai in prange(A * I):
-        a = ai // I
-        i = ai % I
-        m = -math.inf
-        for j in range(L):
-            m = max(m, x[a, j, i])
-        s = 0.0
-        for j in range(L):
-            e = math.exp(x[a, j, i] - m)
-            out[a, j, i] = e
-            s += e
-        r = 1.0 / s
-        for j in range(L):
-            out[a, j, i] *= r
+    # x (A, L, I) -> out (A, L, I), normalised over L
+    if x.size >= _PAR_MIN:
+        _softmax_fwd_par(x, out)
+        return
+    for a in range(x.shape[0]):
+        for i in range(x.shape[2]):
+            _softmax_fwd_line(x, a, i, out)
+
+
+@njit(cache=True)
+def _softmax_bwd_line(gout, y, a, i, gx):
+    # gx = y * (g - sum_L g*y)
+    L = y.shape[1]
+    s = 0.0
+    for j in range(L):
+        s += gout[a, j, i] * y[a, j, i]
+    for j in range(L):
+        gx[a, j, i] = y[a, j, i] * (gout[a, j, i] - s)
 
 
 @njit(cache=True, parallel=True)
+def _softmax_bwd_par(gout, y, gx):
+    I = y.shape[2]
+    for ai in prange(y.shape[0] * I):
+        _softmax_bwd_line(gout, y, ai // I, ai % I, gx)
+
+
+@njit(cache=True)
 def softmax_backward(gout, y, gx):
-    # gout, y = forward output (A, L, I) -> gx (A, L, I); gx = y * (g - sum_L g*y)
-    A, L, I = y.shape
-    for ai in prange(A * I):
-        a = ai // I
-        i = ai % I
-        s = 0.0
-        for j in range(L):
-            s += gout[a, j, i] * y[a, j, i]
-        for j in range(L):
-            gx[a, j, i] = y[a, j, i] * (gout[a, j, i] - s)
+    # gout, y = forward output (A, L, I) -> gx (A, L, I)
+    if y.size >= _PAR_MIN:
+        _softmax_bwd_par(gout, y, gx)
+        return
+    for a in range(y.shape[0]):
+        for i in range(y.shape[2]):
+            _softmax_bwd_line(gout, y, a, i, gx)
 
 
 @njit(cache=True)
