@@ -56,7 +56,7 @@ def _load(args: argparse.Namespace) -> Any:
 
 def cmd_check(args: argparse.Namespace) -> int:
     net = _load(args)
-    s = net.summary()
+    s = net.summary(memory=False)
     print(f"{args.spec}: ok — {len(s.rows)} layers, {s.totals['params']:,} params, {s.totals['macs']:,} MACs")
     return 0
 

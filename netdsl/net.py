@@ -55,10 +55,10 @@ class Net:
             h.update(f"{p.name}{p.shape}{p.trainable}{p.state}".encode())
         return h.hexdigest()[:16]
 
-    def summary(self, batch: int = 1, depth: int | None = None) -> Any:
+    def summary(self, batch: int = 1, depth: int | None = None, memory: bool = True) -> Any:
         from .summary import summarize
 
-        return summarize(self, batch=batch, depth=depth)
+        return summarize(self, batch=batch, depth=depth, memory=memory)
 
     def pretty(self) -> str:
         return self.ir.pretty()

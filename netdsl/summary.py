@@ -112,7 +112,8 @@ def node_param_names(n: Node) -> list[str]:
     return names
 
 
-def summarize(net: Any, batch: int = 1, depth: int | None = None) -> Summary:
+def summarize(net: Any, batch: int = 1, depth: int | None = None, memory: bool = True) -> Summary:
+    """The per-layer table and totals; `memory=False` skips planning a training step (for `netdsl check`)."""
     ir: IR = net.ir
     counted: set[str] = set()
     rows: list[Row] = []
@@ -149,7 +150,7 @@ def summarize(net: Any, batch: int = 1, depth: int | None = None) -> Summary:
         "trainable_params": sum(p.size for p in params if p.trainable),
         "macs": sum(node_macs(ir, n) for n in ir),
         "activation_bytes": sum(r.activation_bytes for r in rows),
-        "train_memory_bytes": train_memory_bytes(net, batch),
+        "train_memory_bytes": train_memory_bytes(net, batch) if memory else 0,
     }
     inputs = {}
     for name, nid in ir.inputs.items():
