@@ -119,17 +119,17 @@ def _aligned(n: int) -> int:
 def overlaps(sched: Schedule, p: Plan) -> list[tuple[Buf, Buf]]:
     """Pairs of buffers that are live at the same time and share memory (must be empty)."""
     bad = []
-    bufs = sorted(sched.bufs, key=lambda b: (b.dtype, b.offset))
-    for i, a in enumerate(bufs):
-        a_end = a.offset + a.elements(p.batch)
-        for b in bufs[i + 1 :]:
-            if b.dtype != a.dtype or b.offset >= a_end:
-                if b.dtype != a.dtype:
-                    continue
-                break
-            (fa, la), (fb, lb) = p.ranges[a.id], p.ranges[b.id]
-            if fa <= lb and fb <= la:
-                bad.append((a, b))
+    for i, a in enumerate(sched.bufs):
+        a_lo, a_hi = a.offset, a.offset + a.elements(p.batch)
+        fa, la = p.ranges[a.id]
+        for b in sched.bufs[i + 1 :]:
+            if b.dtype != a.dtype:
+                continue
+            b_lo, b_hi = b.offset, b.offset + b.elements(p.batch)
+            if a_lo < b_hi and b_lo < a_hi:
+                fb, lb = p.ranges[b.id]
+                if fa <= lb and fb <= la:
+                    bad.append((a, b))
     return bad
 
 
