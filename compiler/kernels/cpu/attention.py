@@ -1,0 +1,248 @@
+"""Multi-head scaled dot-product attention with its q/k/v/out projections: forward and backward.
+
+Conventions (shared by every family in ``compiler/kernels/cpu``):
+- ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True)``, write into preallocated outputs and return
+  nothing. Arrays are C-contiguous, batch axis first; float32 or float64 (one dtype per call, ``ws`` included).
+- Backward kernels OVERWRITE their gradient outputs; ``need_gq`` / ``need_gk`` / ``need_gv`` skip input
+  gradients nobody uses (the output is then a zero-size ``(0, 0, 0)`` placeholder). Weight and bias
+  gradients are always written.
+- An absent bias (``bias=false``) is a zero-length array, and so is its gradient output.
+- Scratch memory is a 1-D ``ws`` from the caller's buffer plan, sized by the pure-Python
+  ``attention_forward_workspace_size`` / ``attention_backward_workspace_size`` helpers.
+
+Semantics (PyTorch layouts: each projection is a dense ``weight (out, in)``, ``bias (out,)``):
+    Q = q_in @ wq.T + bq   (B, Tq, D)      D = wq.shape[0], the width; d_k = D / heads
+    K = k_in @ wk.T + bk   (B, Tk, D)      k_in / v_in may be wider or narrower than q_in
+    V = v_in @ wv.T + bv   (B, Tk, D)
+    head h uses columns [h*d_k, (h+1)*d_k) of Q, K, V:
+    P[b, h] = softmax(Q_h K_h^T / sqrt(d_k)) over keys   (B, heads, Tq, Tk); with ``causal`` key j > query i
+              is masked (P exactly 0), which needs Tq == Tk
+    ctx[b, :, head h] = P[b, h] @ V_h                    (B, Tq, D)
+    out = ctx @ wo.T + bo                                (B, Tq, D)
+
+Save buffers (written by forward, read by backward; the caller allocates them, same dtype as the data):
+``saveQ`` (B, Tq, D), ``saveK`` (B, Tk, D), ``saveV`` (B, Tk, D), ``saveP`` (B, heads, Tq, Tk),
+``saveCtx`` (B, Tq, D). Backward also reads the inputs ``q_in``, ``k_in``, ``v_in`` (for the weight gradients).
+
+Self-attention (``x -> attention(h)``) passes the same array as q_in, k_in and v_in. The kernel still treats
+them as three inputs: the caller passes three separate gradient outputs and adds them up (ordinary fan-out
+accumulation), exactly as for any value used three times.
+
+Strategy: the four projections (and their gradients) are single BLAS GEMMs over all B*T rows. The per-head
+products loop over (b, h) with np.dot on contiguous operands: a head's columns of Q/K/V are strided, so they
+are copied to contiguous scratch in ``ws`` first (O(T*d_k) copies next to O(T^2*d_k) GEMMs). The softmax
+subtracts the row maximum and accumulates its sum in float64.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+def attention_forward_workspace_size(B, Tq, Tk, D, heads):
+    """Elements of ``ws`` for ``attention_forward``: one head's Q, K, V and context slices."""
+    dk = D // heads
+    return 2 * Tq * dk + 2 * Tk * dk
+
+
+def attention_backward_workspace_size(B, Tq, Tk, D, heads):
+    """Elements of ``ws`` for ``attention_backward``: full gQ, gK, gV plus one head's slices and gP."""
+    dk = D // heads
+    return B * Tq * D + 2 * B * Tk * D + 3 * Tq * dk + 4 * Tk * dk + Tq * Tk
+
+
+@njit(cache=True)
+def _check(B, Tq, Tk, D, heads, causal, wk, wv, wo):
+    if heads <= 0 or D % heads != 0:
+        raise ValueError("attention: width not divisible by heads")
+    if causal and Tq != Tk:
+        raise ValueError("attention: causal needs as many queries as keys")
+    if wk.shape[0] != D or wv.shape[0] != D or wo.shape[0] != D or wo.shape[1] != D:
+        raise ValueError("attention: projection widths disagree with q's")
+
+
+@njit(cache=True)
+def _project(x, w, b, out):
+    # x (N, Din), w (D, Din), b (D,) or (0,) -> out (N, D) = x @ w.T + b
+    np.dot(x, w.T, out)
+    if b.shape[0] > 0:
+        N, D = out.shape
+        for n in range(N):
+            for j in range(D):
+                out[n, j] += b[j]
+
+
+@njit(cache=True)
+def _colsum(g, gb):
+    # g (N, D) -> gb (D,) = sum over rows (skipped for an absent bias)
+    if gb.shape[0] > 0:
+        N, D = g.shape
+        for j in range(D):
+            gb[j] = 0.0
+        for n in range(N):
+            for j in range(D):
+                gb[j] += g[n, j]
+
+
+@njit(cache=True)
+def _get_head(src, b, h, dst):
+    # src (B, T, D), dst (T, dk) = src[b, :, h*dk:(h+1)*dk] made contiguous for BLAS
+    T, dk = dst.shape
+    c0 = h * dk
+    for t in range(T):
+        s = src[b, t]
+        d = dst[t]
+        for j in range(dk):
+            d[j] = s[c0 + j]
+
+
+@njit(cache=True)
+def _put_head(src, b, h, dst):
+    # src (T, dk) -> dst[b, :, h*dk:(h+1)*dk], dst (B, T, D)
+    T, dk = src.shape
+    c0 = h * dk
+    for t in range(T):
+        s = src[t]
+        d = dst[b, t]
+        for j in range(dk):
+            d[c0 + j] = s[j]
+
+
+@njit(cache=True)
+def attention_forward(q_in, k_in, v_in, wq, bq, wk, bk, wv, bv, wo, bo, heads, causal,
+                      out, saveQ, saveK, saveV, saveP, saveCtx, ws):
+    # q_in (B, Tq, Dq), k_in (B, Tk, Dk), v_in (B, Tk, Dv); wq (D, Dq), wk (D, Dk), wv (D, Dv), wo (D, D),
+    # biases (D,) or (0,) -> out (B, Tq, D); saveQ/saveCtx (B, Tq, D), saveK/saveV (B, Tk, D),
+    # saveP (B, heads, Tq, Tk); ws attention_forward_workspace_size elements
+    B, Tq, Dq = q_in.shape
+    Tk = k_in.shape[1]
+    D = wq.shape[0]
+    _check(B, Tq, Tk, D, heads, causal, wk, wv, wo)
+    dk = D // heads
+    _project(q_in.reshape(B * Tq, Dq), wq, bq, saveQ.reshape(B * Tq, D))
+    _project(k_in.reshape(B * Tk, k_in.shape[2]), wk, bk, saveK.reshape(B * Tk, D))
+    _project(v_in.reshape(B * Tk, v_in.shape[2]), wv, bv, saveV.reshape(B * Tk, D))
+    o = 0
+    Qh = ws[o:o + Tq * dk].reshape(Tq, dk)
+    o += Tq * dk
+    Kh = ws[o:o + Tk * dk].reshape(Tk, dk)
+    o += Tk * dk
+    Vh = ws[o:o + Tk * dk].reshape(Tk, dk)
+    o += Tk * dk
+    Ch = ws[o:o + Tq * dk].reshape(Tq, dk)
+    scale = 1.0 / math.sqrt(dk)
+    for b in range(B):
+        for h in range(heads):
+            _get_head(saveQ, b, h, Qh)
+            _get_head(saveK, b, h, Kh)
+            _get_head(saveV, b, h, Vh)
+            P = saveP[b, h]
+            np.dot(Qh, Kh.T, P)
+            for i in range(Tq):
+                row = P[i]
+                n = i + 1 if causal else Tk  # keys 0..n-1 are visible to query i
+                m = -math.inf
+                for j in range(n):
+                    m = max(m, row[j] * scale)
+                s = 0.0
+                for j in range(n):
+                    e = math.exp(row[j] * scale - m)
+                    row[j] = e
+                    s += e
+                r = 1.0 / s
+                for j in range(n):
+                    row[j] *= r
+                for j in range(n, Tk):
+                    row[j] = 0.0
+            np.dot(P, Vh, Ch)
+            _put_head(Ch, b, h, saveCtx)
+    _project(saveCtx.reshape(B * Tq, D), wo, bo, out.reshape(B * Tq, D))
+
+
+@njit(cache=True)
+def attention_backward(gout, q_in, k_in, v_in, wq, wk, wv, wo, heads, saveQ, saveK, saveV, saveP, saveCtx,
+                       gq_in, gk_in, gv_in, gwq, gbq, gwk, gbk, gwv, gbv, gwo, gbo,
+                       need_gq, need_gk, need_gv, ws):
+    # gout (B, Tq, D); inputs, weights and save buffers as in forward -> gq_in (B, Tq, Dq), gk_in (B, Tk, Dk),
+    # gv_in (B, Tk, Dv) (or (0, 0, 0) when not needed), gw* like w*, gb* (D,) or (0,);
+    # ws attention_backward_workspace_size elements
+    B, Tq, Dq = q_in.shape
+    Tk = k_in.shape[1]
+    Dk = k_in.shape[2]
+    Dv = v_in.shape[2]
+    D = wq.shape[0]
+    dk = D // heads
+    scale = 1.0 / math.sqrt(dk)
+    o = 0
+    gQ = ws[o:o + B * Tq * D].reshape(B, Tq, D)
+    o += B * Tq * D
+    gK = ws[o:o + B * Tk * D].reshape(B, Tk, D)
+    o += B * Tk * D
+    gV = ws[o:o + B * Tk * D].reshape(B, Tk, D)
+    o += B * Tk * D
+    Qh = ws[o:o + Tq * dk].reshape(Tq, dk)
+    o += Tq * dk
+    gCh = ws[o:o + Tq * dk].reshape(Tq, dk)
+    o += Tq * dk
+    gQh = ws[o:o + Tq * dk].reshape(Tq, dk)
+    o += Tq * dk
+    Kh = ws[o:o + Tk * dk].reshape(Tk, dk)
+    o += Tk * dk
+    Vh = ws[o:o + Tk * dk].reshape(Tk, dk)
+    o += Tk * dk
+    gKh = ws[o:o + Tk * dk].reshape(Tk, dk)
+    o += Tk * dk
+    gVh = ws[o:o + Tk * dk].reshape(Tk, dk)
+    o += Tk * dk
+    gP = ws[o:o + Tq * Tk].reshape(Tq, Tk)
+
+    # out projection: gwo = gout^T ctx, gbo = sum gout, gctx = gout @ wo. gctx goes into the gQ buffer: each
+    # head slice of it is read (into gCh) just before the same slice of gQ is written, so they can share.
+    gout2 = gout.reshape(B * Tq, D)
+    np.dot(gout2.T, saveCtx.reshape(B * Tq, D), gwo)
+    _colsum(gout2, gbo)
+    np.dot(gout2, wo, gQ.reshape(B * Tq, D))
+
+    for b in range(B):
+        for h in range(heads):
+            _get_head(gQ, b, h, gCh)
+            _get_head(saveQ, b, h, Qh)
+            _get_head(saveK, b, h, Kh)
+            _get_head(saveV, b, h, Vh)
+            P = saveP[b, h]
+            # ctx_h = P V_h: gP = gctx_h V_h^T, gV_h = P^T gctx_h
+            np.dot(gCh, Vh.T, gP)
+            np.dot(P.T, gCh, gVh)
+            # softmax: gS = P * (gP - rowsum(gP * P)); masked entries have P == 0 and get 0. The 1/sqrt(d_k)
+            # of S = Q K^T / sqrt(d_k) is folded in here.
+            for i in range(Tq):
+                pr = P[i]
+                gr = gP[i]
+                s = 0.0
+                for j in range(Tk):
+                    s += gr[j] * pr[j]
+                for j in range(Tk):
+                    gr[j] = pr[j] * (gr[j] - s) * scale
+            np.dot(gP, Kh, gQh)
+            np.dot(gP.T, Qh, gKh)
+            _put_head(gQh, b, h, gQ)
+            _put_head(gKh, b, h, gK)
+            _put_head(gVh, b, h, gV)
+
+    # input projections, each over all B*T rows at once
+    gQ2 = gQ.reshape(B * Tq, D)
+    gK2 = gK.reshape(B * Tk, D)
+    gV2 = gV.reshape(B * Tk, D)
+    np.dot(gQ2.T, q_in.reshape(B * Tq, Dq), gwq)
+    np.dot(gK2.T, k_in.reshape(B * Tk, Dk), gwk)
+    np.dot(gV2.T, v_in.reshape(B * Tk, Dv), gwv)
+    _colsum(gQ2, gbq)
+    _colsum(gK2, gbk)
+    _colsum(gV2, gbv)
+    if need_gq:
+        np.dot(gQ2, wq, gq_in.reshape(B * Tq, Dq))
+    if need_gk:
+        np.dot(gK2, wk, gk_in.reshape(B * Tk, Dk))
+    if need_gv:
+        np.dot(gV2, wv, gv_in.reshape(B * Tk, Dv))
