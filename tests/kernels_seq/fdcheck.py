@@ -35,7 +35,8 @@ def assert_close_grad(num, ana, name, rtol=RTOL, atol=ATOL):
     num = np.asarray(num, np.float64)
     ana = np.asarray(ana, np.float64)
     assert num.shape == ana.shape, f"{name}: shape {ana.shape} vs finite differences {num.shape}"
-    bad = np.abs(num - ana) > rtol * (np.abs(num) + np.abs(ana)) + atol
+    assert np.all(np.isfinite(ana)), f"gradient of {name}: not finite (left unwritten?)"
+    bad = ~(np.abs(num - ana) <= rtol * (np.abs(num) + np.abs(ana)) + atol)
     if bad.any():
         i = np.unravel_index(np.argmax(np.abs(num - ana)), num.shape)
         raise AssertionError(f"gradient of {name}: {int(bad.sum())}/{bad.size} elements off; worst at {i}: "

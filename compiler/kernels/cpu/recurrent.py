@@ -1,0 +1,521 @@
+"""Fused whole-sequence recurrences for the built-in cells rnn, lstm and gru: forward and BPTT backward.
+
+Conventions (shared by every family in ``compiler/kernels/cpu``):
+- ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True)``, write into preallocated outputs and return
+  nothing. Arrays are C-contiguous, batch axis first; float32 or float64 (one dtype per call, ``ws`` included).
+- Backward kernels OVERWRITE their gradient outputs. ``need_gx`` skips the gradient of ``xs`` and
+  ``need_gh0`` the gradients of the initial states (outputs then zero-size placeholders of the right rank);
+  weight and bias gradients are always written. An absent bias is a zero-length array (and its gradient).
+- Scratch memory is a 1-D ``ws``, sized by the pure-Python ``<op>_forward_workspace_size`` /
+  ``<op>_backward_workspace_size`` helpers.
+
+The kernels compute exactly the prelude cells (``dense(v)`` is ``v @ W.T + b`` with ``W (out, in)``;
+``concat(h, x)`` puts h first, so a gate weight's first H columns multiply h and the remaining D multiply x):
+    RNN   h' = tanh(x @ wx.T + bx + h @ wh.T)                     wx (H, D), bx (H,), wh (H, H)
+    LSTM  z = [h, x]; f = σ(z wf.T + bf), i = σ(z wi.T + bi), o = σ(z wo.T + bo), g = tanh(z wg.T + bg)
+          c' = f * c + i * g; h' = o * tanh(c')                   w* (H, H + D), b* (H,)
+    GRU   z = σ([h, x] wz.T + bz), r = σ([h, x] wr.T + br), n = tanh([r * h, x] wn.T + bn)
+          h' = (1 - z) * h + z * n                                w* (H, H + D), b* (H,)
+          (``wn``/``bn`` are the cell's dense labelled ``h``: ``h.weight``, ``h.bias``.)
+The output at each step is the new h. Layout is batch-major: xs (B, T, D) -> ys (B, T, H); h0, c0, hT, cT
+(B, H). ``reverse`` runs t = T-1 .. 0 with outputs time-aligned (ys[:, t] belongs to xs[:, t]); the final
+state is then the state after step 0. ``hT`` / ``cT`` may alias ``h0`` / ``c0`` (they are the running state).
+
+Save buffers (forward writes them, backward reads them, together with ``xs``, ``h0``/``c0`` and ``ys`` — so
+ys must not be overwritten in place between forward and backward):
+    LSTM  saveG (B, T, 4H): gate activations [f | i | o | g] per step;  saveC (B, T, H): cell states c_t
+    GRU   saveG (B, T, 3H): gate activations [z | r | n] per step
+    RNN   none (tanh' comes from ys)
+
+Strategy: the input term of every gate at every step is one GEMM, (B*T, D) @ Wx.T, written straight into the
+gate save buffer (for the RNN into ys), where each step then adds its recurrent GEMM h_{t-1} @ Wh.T and
+applies the gate arithmetic in one fused loop, in place. The gate weights are packed into stacked contiguous
+matrices in ``ws`` (Wh (G*H, H) and Wx (G*H, D)) so both GEMMs cover all gates at once. Backward walks the
+steps in reverse processing order, keeps dh/dc per step, stores the pre-activation gradients of every step
+and then forms all weight gradients and the xs gradient with a few GEMMs over B*T rows.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+@njit(cache=True)
+def _sigmoid(v):
+    # the two branches keep exp from overflowing
+    if v >= 0:
+        return 1.0 / (1.0 + math.exp(-v))
+    e = math.exp(v)
+    return e / (1.0 + e)
+
+
+@njit(cache=True)
+def _copy2(src, dst):
+    # src, dst (M, N) -> dst = src (a no-op when they alias)
+    M, N = dst.shape
+    for m in range(M):
+        for n in range(N):
+            dst[m, n] = src[m, n]
+
+
+@njit(cache=True)
+def _pack(w, k, H, Wh, Wx):
+    # gate weight w (H, H + D) -> rows k*H.. of Wh (G*H, H) (its h columns) and Wx (G*H, D) (its x columns)
+    D = Wx.shape[1]
+    for r in range(H):
+        for c in range(H):
+            Wh[k * H + r, c] = w[r, c]
+        for c in range(D):
+            Wx[k * H + r, c] = w[r, H + c]
+
+
+@njit(cache=True)
+def _unpack(gWh, gWx, k, H, gw):
+    # rows k*H.. of gWh (G*H, H) and gWx (G*H, D) -> gate weight gradient gw (H, H + D)
+    D = gWx.shape[1]
+    for r in range(H):
+        for c in range(H):
+            gw[r, c] = gWh[k * H + r, c]
+        for c in range(D):
+            gw[r, H + c] = gWx[k * H + r, c]
+
+
+@njit(cache=True)
+def _add_bias(G2, b, k, H):
+    # G2 (N, G*H) columns k*H.. += b (H,) (nothing for an absent bias)
+    if b.shape[0] > 0:
+        for n in range(G2.shape[0]):
+            for j in range(H):
+                G2[n, k * H + j] += b[j]
+
+
+@njit(cache=True)
+def _bias_grad(dG2, k, H, gb):
+    # gb (H,) = column sums of dG2 (N, G*H) columns k*H.. (nothing for an absent bias)
+    if gb.shape[0] > 0:
+        for j in range(H):
+            gb[j] = 0.0
+        for n in range(dG2.shape[0]):
+            for j in range(H):
+                gb[j] += dG2[n, k * H + j]
+
+
+@njit(cache=True)
+def _prev_states(ys, h0, reverse, Hp):
+    # ys (B, T, H), h0 (B, H) -> Hp (B, T, H): the state each step t started from
+    B, T, H = ys.shape
+    for b in range(B):
+        for t in range(T):
+            tp = t + 1 if reverse else t - 1
+            src = ys[b, tp] if 0 <= tp < T else h0[b]
+            d = Hp[b, t]
+            for j in range(H):
+                d[j] = src[j]
+
+
+@njit(cache=True)
+def _check_gate(w, H, D):
+    if w.shape[0] != H or w.shape[1] != H + D:
+        raise ValueError("recurrent: gate weight must be (hidden, hidden + input)")
+
+
+# ------------------------------------------------------------------------------------------------- RNN
+
+def rnn_forward_workspace_size(B, T, D, H):
+    """Elements of ``ws`` for ``rnn_forward``: the recurrent term of one step."""
+    return B * H
+
+
+def rnn_backward_workspace_size(B, T, D, H):
+    """Elements of ``ws`` for ``rnn_backward``: pre-activation gradients and previous states of every step,
+    plus dh and da of one step."""
+    return 2 * B * T * H + 2 * B * H
+
+
+@njit(cache=True)
+def rnn_forward(xs, h0, wx, bx, wh, reverse, ys, hT, ws):
+    # xs (B, T, D), h0 (B, H), wx (H, D), bx (H,) or (0,), wh (H, H) -> ys (B, T, H), hT (B, H);
+    # ws rnn_forward_workspace_size elements
+    B, T, D = xs.shape
+    H = wx.shape[0]
+    if wx.shape[1] != D or wh.shape[0] != H or wh.shape[1] != H:
+        raise ValueError("rnn: weight shapes disagree with the input / hidden widths")
+    ys2 = ys.reshape(B * T, H)
+    np.dot(xs.reshape(B * T, D), wx.T, ys2)  # input term of every step at once
+    _add_bias(ys2, bx, 0, H)
+    h = hT  # the running state lives in hT
+    _copy2(h0, h)
+    rec = ws[0:B * H].reshape(B, H)
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        np.dot(h, wh.T, rec)
+        for b in range(B):
+            y = ys[b, t]
+            for j in range(H):
+                v = math.tanh(y[j] + rec[b, j])
+                y[j] = v
+                h[b, j] = v
+
+
+@njit(cache=True)
+def rnn_backward(gys, ghT, xs, h0, wx, wh, ys, reverse, gxs, gh0, gwx, gbx, gwh, need_gx, need_gh0, ws):
+    # gys (B, T, H), ghT (B, H); xs, h0, wx, wh and the forward output ys as in forward
+    # -> gxs (B, T, D), gh0 (B, H), gwx (H, D), gbx (H,) or (0,), gwh (H, H); ws rnn_backward_workspace_size
+    B, T, D = xs.shape
+    H = wx.shape[0]
+    o = 0
+    dA = ws[o:o + B * T * H].reshape(B, T, H)
+    o += B * T * H
+    Hp = ws[o:o + B * T * H].reshape(B, T, H)
+    o += B * T * H
+    dh = ws[o:o + B * H].reshape(B, H)
+    o += B * H
+    da = ws[o:o + B * H].reshape(B, H)
+    _copy2(ghT, dh)
+    for s in range(T - 1, -1, -1):
+        t = T - 1 - s if reverse else s
+        for b in range(B):
+            y = ys[b, t]
+            g = gys[b, t]
+            for j in range(H):
+                a = (dh[b, j] + g[j]) * (1.0 - y[j] * y[j])
+                da[b, j] = a
+                dA[b, t, j] = a
+        np.dot(da, wh, dh)  # the pre-activation holds h_prev @ wh.T
+    if need_gh0:
+        _copy2(dh, gh0)
+    _prev_states(ys, h0, reverse, Hp)
+    dA2 = dA.reshape(B * T, H)
+    np.dot(dA2.T, xs.reshape(B * T, D), gwx)
+    np.dot(dA2.T, Hp.reshape(B * T, H), gwh)
+    _bias_grad(dA2, 0, H, gbx)
+    if need_gx:
+        np.dot(dA2, wx, gxs.reshape(B * T, D))
+
+
+# ------------------------------------------------------------------------------------------------ LSTM
+
+def lstm_forward_workspace_size(B, T, D, H):
+    """Elements of ``ws`` for ``lstm_forward``: packed Wh (4H, H) and Wx (4H, D), one step's recurrent term."""
+    return 4 * H * H + 4 * H * D + 4 * B * H
+
+
+def lstm_backward_workspace_size(B, T, D, H):
+    """Elements of ``ws`` for ``lstm_backward``: packed weights and their gradients, the gate gradients and
+    previous states of every step, and one step's dgates, dh, dc."""
+    return 2 * (4 * H * H + 4 * H * D) + 4 * B * T * H + B * T * H + 4 * B * H + 2 * B * H
+
+
+@njit(cache=True)
+def lstm_forward(xs, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, reverse, ys, hT, cT, saveG, saveC, ws):
+    # xs (B, T, D), h0/c0 (B, H), w* (H, H + D), b* (H,) or (0,) -> ys (B, T, H), hT/cT (B, H),
+    # saveG (B, T, 4H) gate activations [f|i|o|g], saveC (B, T, H) cell states; ws lstm_forward_workspace_size
+    B, T, D = xs.shape
+    H = h0.shape[1]
+    _check_gate(wf, H, D)
+    _check_gate(wi, H, D)
+    _check_gate(wo, H, D)
+    _check_gate(wg, H, D)
+    H4 = 4 * H
+    o = 0
+    Wh = ws[o:o + H4 * H].reshape(H4, H)
+    o += H4 * H
+    Wx = ws[o:o + H4 * D].reshape(H4, D)
+    o += H4 * D
+    rec = ws[o:o + B * H4].reshape(B, H4)
+    _pack(wf, 0, H, Wh, Wx)
+    _pack(wi, 1, H, Wh, Wx)
+    _pack(wo, 2, H, Wh, Wx)
+    _pack(wg, 3, H, Wh, Wx)
+    G2 = saveG.reshape(B * T, H4)
+    np.dot(xs.reshape(B * T, D), Wx.T, G2)  # input term of every gate and step at once
+    _add_bias(G2, bf, 0, H)
+    _add_bias(G2, bi, 1, H)
+    _add_bias(G2, bo, 2, H)
+    _add_bias(G2, bg, 3, H)
+    h = hT
+    c = cT
+    _copy2(h0, h)
+    _copy2(c0, c)
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        np.dot(h, Wh.T, rec)
+        for b in range(B):
+            g = saveG[b, t]
+            r = rec[b]
+            for j in range(H):
+                fv = _sigmoid(g[j] + r[j])
+                iv = _sigmoid(g[H + j] + r[H + j])
+                ov = _sigmoid(g[2 * H + j] + r[2 * H + j])
+                gv = math.tanh(g[3 * H + j] + r[3 * H + j])
+                g[j] = fv
+                g[H + j] = iv
+                g[2 * H + j] = ov
+                g[3 * H + j] = gv
+                cn = fv * c[b, j] + iv * gv
+                c[b, j] = cn
+                saveC[b, t, j] = cn
+                hn = ov * math.tanh(cn)
+                h[b, j] = hn
+                ys[b, t, j] = hn
+
+
+@njit(cache=True)
+def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, reverse,
+                  gxs, gh0, gc0, gwf, gbf, gwi, gbi, gwo, gbo, gwg, gbg, need_gx, need_gh0, ws):
+    # gys (B, T, H), ghT/gcT (B, H); xs, h0, c0, w*, ys, saveG, saveC as in forward
+    # -> gxs (B, T, D), gh0/gc0 (B, H), gw* (H, H + D), gb* (H,) or (0,); ws lstm_backward_workspace_size
+    B, T, D = xs.shape
+    H = h0.shape[1]
+    H4 = 4 * H
+    o = 0
+    Wh = ws[o:o + H4 * H].reshape(H4, H)
+    o += H4 * H
+    Wx = ws[o:o + H4 * D].reshape(H4, D)
+    o += H4 * D
+    gWh = ws[o:o + H4 * H].reshape(H4, H)
+    o += H4 * H
+    gWx = ws[o:o + H4 * D].reshape(H4, D)
+    o += H4 * D
+    dG = ws[o:o + B * T * H4].reshape(B, T, H4)
+    o += B * T * H4
+    Hp = ws[o:o + B * T * H].reshape(B, T, H)
+    o += B * T * H
+    dcur = ws[o:o + B * H4].reshape(B, H4)
+    o += B * H4
+    dh = ws[o:o + B * H].reshape(B, H)
+    o += B * H
+    dc = ws[o:o + B * H].reshape(B, H)
+    _pack(wf, 0, H, Wh, Wx)
+    _pack(wi, 1, H, Wh, Wx)
+    _pack(wo, 2, H, Wh, Wx)
+    _pack(wg, 3, H, Wh, Wx)
+    _copy2(ghT, dh)
+    _copy2(gcT, dc)
+    for s in range(T - 1, -1, -1):
+        t = T - 1 - s if reverse else s
+        tp = t + 1 if reverse else t - 1
+        for b in range(B):
+            g = saveG[b, t]
+            cprev = saveC[b, tp] if 0 <= tp < T else c0[b]
+            d = dcur[b]
+            gy = gys[b, t]
+            for j in range(H):
+                fv = g[j]
+                iv = g[H + j]
+                ov = g[2 * H + j]
+                gv = g[3 * H + j]
+                tc = math.tanh(saveC[b, t, j])
+                dht = dh[b, j] + gy[j]
+                dct = dc[b, j] + dht * ov * (1.0 - tc * tc)
+                d[j] = dct * cprev[j] * fv * (1.0 - fv)
+                d[H + j] = dct * gv * iv * (1.0 - iv)
+                d[2 * H + j] = dht * tc * ov * (1.0 - ov)
+                d[3 * H + j] = dct * iv * (1.0 - gv * gv)
+                dc[b, j] = dct * fv
+            dGr = dG[b, t]
+            for k in range(H4):
+                dGr[k] = d[k]
+        np.dot(dcur, Wh, dh)  # every gate's pre-activation holds h_prev @ Wh_k.T
+    if need_gh0:
+        _copy2(dh, gh0)
+        _copy2(dc, gc0)
+    _prev_states(ys, h0, reverse, Hp)
+    dG2 = dG.reshape(B * T, H4)
+    np.dot(dG2.T, Hp.reshape(B * T, H), gWh)
+    np.dot(dG2.T, xs.reshape(B * T, D), gWx)
+    _unpack(gWh, gWx, 0, H, gwf)
+    _unpack(gWh, gWx, 1, H, gwi)
+    _unpack(gWh, gWx, 2, H, gwo)
+    _unpack(gWh, gWx, 3, H, gwg)
+    _bias_grad(dG2, 0, H, gbf)
+    _bias_grad(dG2, 1, H, gbi)
+    _bias_grad(dG2, 2, H, gbo)
+    _bias_grad(dG2, 3, H, gbg)
+    if need_gx:
+        np.dot(dG2, Wx, gxs.reshape(B * T, D))
+
+
+# ------------------------------------------------------------------------------------------------- GRU
+
+def gru_forward_workspace_size(B, T, D, H):
+    """Elements of ``ws`` for ``gru_forward``: packed Wx (3H, D), Wh of z|r (2H, H) and of n (H, H), and one
+    step's recurrent terms and r * h."""
+    return 3 * H * D + 3 * H * H + 4 * B * H
+
+
+def gru_backward_workspace_size(B, T, D, H):
+    """Elements of ``ws`` for ``gru_backward``: packed weights and their gradients, the z|r and n gradients,
+    previous states and r * h of every step, the (B*T, D) second term of gxs, and one step's vectors."""
+    return 2 * (3 * H * D + 3 * H * H) + 5 * B * T * H + B * T * D + 6 * B * H
+
+
+@njit(cache=True)
+def _gru_pack(wz, wr, wn, H, Wx, Whzr, Whn):
+    # Wx (3H, D) rows [z|r|n] of the x columns; Whzr (2H, H) rows [z|r] and Whn (H, H) of the h columns
+    D = Wx.shape[1]
+    _pack(wz, 0, H, Whzr, Wx[0:2 * H])
+    _pack(wr, 1, H, Whzr, Wx[0:2 * H])
+    for r in range(H):
+        for c in range(H):
+            Whn[r, c] = wn[r, c]
+        for c in range(D):
+            Wx[2 * H + r, c] = wn[r, H + c]
+
+
+@njit(cache=True)
+def gru_forward(xs, h0, wz, bz, wr, br, wn, bn, reverse, ys, hT, saveG, ws):
+    # xs (B, T, D), h0 (B, H), w* (H, H + D), b* (H,) or (0,) -> ys (B, T, H), hT (B, H),
+    # saveG (B, T, 3H) gate activations [z|r|n]; ws gru_forward_workspace_size elements
+    B, T, D = xs.shape
+    H = h0.shape[1]
+    _check_gate(wz, H, D)
+    _check_gate(wr, H, D)
+    _check_gate(wn, H, D)
+    H3 = 3 * H
+    o = 0
+    Wx = ws[o:o + H3 * D].reshape(H3, D)
+    o += H3 * D
+    Whzr = ws[o:o + 2 * H * H].reshape(2 * H, H)
+    o += 2 * H * H
+    Whn = ws[o:o + H * H].reshape(H, H)
+    o += H * H
+    rec = ws[o:o + 2 * B * H].reshape(B, 2 * H)
+    o += 2 * B * H
+    rh = ws[o:o + B * H].reshape(B, H)
+    o += B * H
+    recn = ws[o:o + B * H].reshape(B, H)
+    _gru_pack(wz, wr, wn, H, Wx, Whzr, Whn)
+    G2 = saveG.reshape(B * T, H3)
+    np.dot(xs.reshape(B * T, D), Wx.T, G2)  # input term of every gate and step at once
+    _add_bias(G2, bz, 0, H)
+    _add_bias(G2, br, 1, H)
+    _add_bias(G2, bn, 2, H)
+    h = hT
+    _copy2(h0, h)
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        np.dot(h, Whzr.T, rec)
+        for b in range(B):
+            g = saveG[b, t]
+            for j in range(H):
+                zv = _sigmoid(g[j] + rec[b, j])
+                rv = _sigmoid(g[H + j] + rec[b, H + j])
+                g[j] = zv
+                g[H + j] = rv
+                rh[b, j] = rv * h[b, j]
+        np.dot(rh, Whn.T, recn)  # the candidate sees r * h, so its recurrent GEMM waits for r
+        for b in range(B):
+            g = saveG[b, t]
+            for j in range(H):
+                nv = math.tanh(g[2 * H + j] + recn[b, j])
+                g[2 * H + j] = nv
+                zv = g[j]
+                hn = (1.0 - zv) * h[b, j] + zv * nv
+                h[b, j] = hn
+                ys[b, t, j] = hn
+
+
+@njit(cache=True)
+def gru_backward(gys, ghT, xs, h0, wz, wr, wn, ys, saveG, reverse,
+                 gxs, gh0, gwz, gbz, gwr, gbr, gwn, gbn, need_gx, need_gh0, ws):
+    # gys (B, T, H), ghT (B, H); xs, h0, w*, ys, saveG as in forward
+    # -> gxs (B, T, D), gh0 (B, H), gw* (H, H + D), gb* (H,) or (0,); ws gru_backward_workspace_size elements
+    B, T, D = xs.shape
+    H = h0.shape[1]
+    H3 = 3 * H
+    o = 0
+    Wx = ws[o:o + H3 * D].reshape(H3, D)
+    o += H3 * D
+    Whzr = ws[o:o + 2 * H * H].reshape(2 * H, H)
+    o += 2 * H * H
+    Whn = ws[o:o + H * H].reshape(H, H)
+    o += H * H
+    gWxzr = ws[o:o + 2 * H * D].reshape(2 * H, D)
+    o += 2 * H * D
+    gWxn = ws[o:o + H * D].reshape(H, D)
+    o += H * D
+    gWhzr = ws[o:o + 2 * H * H].reshape(2 * H, H)
+    o += 2 * H * H
+    gWhn = ws[o:o + H * H].reshape(H, H)
+    o += H * H
+    dZR = ws[o:o + 2 * B * T * H].reshape(B, T, 2 * H)
+    o += 2 * B * T * H
+    dN = ws[o:o + B * T * H].reshape(B, T, H)
+    o += B * T * H
+    Hp = ws[o:o + B * T * H].reshape(B, T, H)
+    o += B * T * H
+    RH = ws[o:o + B * T * H].reshape(B, T, H)
+    o += B * T * H
+    tmp = ws[o:o + B * T * D].reshape(B * T, D)
+    o += B * T * D
+    dzr = ws[o:o + 2 * B * H].reshape(B, 2 * H)
+    o += 2 * B * H
+    dn = ws[o:o + B * H].reshape(B, H)
+    o += B * H
+    drh = ws[o:o + B * H].reshape(B, H)
+    o += B * H
+    dh = ws[o:o + B * H].reshape(B, H)
+    o += B * H
+    dhd = ws[o:o + B * H].reshape(B, H)
+    _gru_pack(wz, wr, wn, H, Wx, Whzr, Whn)
+    _prev_states(ys, h0, reverse, Hp)
+    _copy2(ghT, dh)
+    for s in range(T - 1, -1, -1):
+        t = T - 1 - s if reverse else s
+        for b in range(B):
+            g = saveG[b, t]
+            hp = Hp[b, t]
+            gy = gys[b, t]
+            for j in range(H):
+                zv = g[j]
+                nv = g[2 * H + j]
+                dht = dh[b, j] + gy[j]
+                dhd[b, j] = dht * (1.0 - zv)  # h' = (1 - z) h + z n: the direct path to h
+                dzr[b, j] = dht * (nv - hp[j]) * zv * (1.0 - zv)
+                a = dht * zv * (1.0 - nv * nv)
+                dn[b, j] = a
+                dN[b, t, j] = a
+        np.dot(dn, Whn, drh)  # gradient of r * h
+        for b in range(B):
+            g = saveG[b, t]
+            hp = Hp[b, t]
+            for j in range(H):
+                rv = g[H + j]
+                dzr[b, H + j] = drh[b, j] * hp[j] * rv * (1.0 - rv)
+                dhd[b, j] += drh[b, j] * rv
+            dr = dZR[b, t]
+            for k in range(2 * H):
+                dr[k] = dzr[b, k]
+        np.dot(dzr, Whzr, dh)  # z and r see h through Whzr
+        for b in range(B):
+            for j in range(H):
+                dh[b, j] += dhd[b, j]
+    if need_gh0:
+        _copy2(dh, gh0)
+    for b in range(B):
+        for t in range(T):
+            for j in range(H):
+                RH[b, t, j] = saveG[b, t, H + j] * Hp[b, t, j]
+    dZR2 = dZR.reshape(B * T, 2 * H)
+    dN2 = dN.reshape(B * T, H)
+    xs2 = xs.reshape(B * T, D)
+    np.dot(dZR2.T, xs2, gWxzr)
+    np.dot(dN2.T, xs2, gWxn)
+    np.dot(dZR2.T, Hp.reshape(B * T, H), gWhzr)
+    np.dot(dN2.T, RH.reshape(B * T, H), gWhn)
+    _unpack(gWhzr, gWxzr, 0, H, gwz)
+    _unpack(gWhzr, gWxzr, 1, H, gwr)
+    _unpack(gWhn, gWxn, 0, H, gwn)
+    _bias_grad(dZR2, 0, H, gbz)
+    _bias_grad(dZR2, 1, H, gbr)
+    _bias_grad(dN2, 0, H, gbn)
+    if need_gx:
+        gx2 = gxs.reshape(B * T, D)
+        np.dot(dZR2, Wx[0:2 * H], gx2)
+        np.dot(dN2, Wx[2 * H:H3], tmp)
+        for n in range(B * T):
+            for c in range(D):
+                gx2[n, c] += tmp[n, c]
