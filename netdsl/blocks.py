@@ -91,7 +91,8 @@ def _type_text(t: ast.TypeExpr) -> str:
 
 
 def apply_block(el: Elaborator, f: BlockLayer, inputs: list[Tensor], e: ast.Expr, frame: Frame,
-                label: ast.Labeled | None, fixed_name: str | None = None) -> Any:
+                label: ast.Labeled | None, fixed_name: str | None = None,
+                alias: tuple[str, str] | None = None) -> Any:
     b = f.block
     if b.is_cell:
         raise el.err(frame, e.span, f"{b.name} is a cell: run it over a sequence",
@@ -108,10 +109,12 @@ def apply_block(el: Elaborator, f: BlockLayer, inputs: list[Tensor], e: ast.Expr
         name = fixed_name or el.node_name(frame, label, b.name, e.span)
     use = UseSite(b.name, e.span, name)
     if f.transparent:  # the prelude's `lstm(h)`: its one unroll is named as the use (`enc.f.weight`)
-        child = Frame(frame.ir, frame.prefix, frame.block_path, frame.uses, frame.stack + (b.name,),
-                      budget=frame.budget, pending=name)
+        # the use stays in the chain, so that errors inside the prelude point back at the user's spec
+        child = Frame(frame.ir, frame.prefix, frame.block_path, frame.uses + (use,), frame.stack + (b.name,),
+                      budget=frame.budget, pending=name, alias=alias or frame.alias)
     else:
         child = frame.child(name, use, b.name)
+        child.alias = alias or frame.alias
     scope = Scope(f.module)
     bind_args(el, f, frame, scope)  # argument errors are at the use site: no chain through the use itself
     bound: dict[str, int] = {}
@@ -196,7 +199,8 @@ def unroll(el: Elaborator, e: ast.Unroll, scope: Scope, frame: Frame, label: ast
             inits.append(t)
     body = IR(params=frame.ir.params)
     use = UseSite(b.name, e.span, name)
-    bframe = Frame(body, name + ".", name, frame.uses + (use,), frame.stack + (b.name,), budget=frame.budget)
+    bframe = Frame(body, name + ".", name, frame.uses + (use,), frame.stack + (b.name,), budget=frame.budget,
+                   alias=frame.alias)
     step_type = TensorType(seq.type.shape[1:], seq.type.dtype)
     x_decl = b.inputs[0]
     bound: dict[str, int] = {}

@@ -33,7 +33,7 @@ from .values import (
 # Size guards: refuse absurd specs before anything is built, so no spec can hang the front end.
 MAX_ELEMENTS = 1 << 30  # per example, per tensor
 MAX_PARAM_ELEMENTS = 1 << 31  # one parameter tensor
-MAX_NODES = 200_000
+MAX_NODES = 50_000  # ~2 s to build; the largest zoo spec (ResNet-152) has ~500
 MAX_REPEAT = 10_000
 MAX_STEPS = 100_000
 
@@ -59,9 +59,13 @@ class Frame:
     names: dict[str, Span] = field(default_factory=dict)  # node names taken in this scope
     budget: list[int] = field(default_factory=lambda: [0])  # nodes made, shared with nested frames
     pending: str | None = None  # a name handed down by a transparent (prelude) block to its one layer
+    # (node prefix, parameter prefix): the later uses of a let-bound block name their nodes `b@2.…` and share the
+    # parameters of its first use, `b.…`
+    alias: tuple[str, str] | None = None
 
     def child(self, name: str, use: UseSite, block: str) -> Frame:
-        return Frame(self.ir, name + ".", name, self.uses + (use,), self.stack + (block,), budget=self.budget)
+        return Frame(self.ir, name + ".", name, self.uses + (use,), self.stack + (block,), budget=self.budget,
+                     alias=self.alias)
 
 
 class Scope:
@@ -261,8 +265,8 @@ class Elaborator:
         v = self.compile_time(d, scope, frame)
         if not isinstance(v, int) or isinstance(v, bool):
             raise self.err(frame, d.span, f"a size must be a whole number, found {describe(v)}")
-        if v < 0:
-            raise self.err(frame, d.span, f"negative size {v}")
+        if v < 1:
+            raise self.err(frame, d.span, f"a size must be at least 1, found {v}")
         return v
 
     # ------------------------------------------------------------------ layers
@@ -392,7 +396,8 @@ class Elaborator:
             if isinstance(f.inner, OpLayer):
                 return self.apply_op(f.inner.op, f.inner.settings, inputs, e.span, None, frame,
                                      node_name=name, param_prefix=f.name)
-            return apply_block(self, f.inner, inputs, e, frame, None, fixed_name=f.name)
+            alias = (name + ".", self.param_name(frame, f.name) + ".") if f.uses > 1 else None
+            return apply_block(self, f.inner, inputs, e, frame, None, fixed_name=name, alias=alias)
         if isinstance(f, BlockLayer):
             if not f.built and f.block.params and any(p.default is None for p in f.block.params):
                 missing = [p.name for p in f.block.params if p.default is None]
@@ -451,7 +456,7 @@ class Elaborator:
             raise self.err(frame, span, f"{shown} {s.message}", s.hint, notes) from None
         self.guard_size(out, span, frame, shown)
         name = node_name or self.node_name(frame, label, op.name, span)
-        prefix = param_prefix or name
+        prefix = self.param_name(frame, param_prefix or name)
         params: dict[str, str] = {}
         for d in decls:
             pname = f"{prefix}.{d.role}"
@@ -459,7 +464,7 @@ class Elaborator:
                 raise self.err(frame, span, f"{shown} would have a parameter {list(d.shape)} of "
                                f"{math.prod(d.shape):,} elements, more than the limit {MAX_PARAM_ELEMENTS:,}")
             have = frame.ir.params.get(pname)
-            if have is not None and param_prefix is None:
+            if have is not None and param_prefix is None and frame.alias is None:
                 raise InternalError(f"parameter {pname} registered twice", span)
             if have is not None and have.shape != d.shape:
                 raise self.err(frame, span, f"shared layer '{prefix}' is used with inputs of another shape: its "
@@ -474,6 +479,12 @@ class Elaborator:
         nid = frame.ir.add(op.name, [t.value for t in inputs], attrs, span, [out], params=params, name=name,
                            uses=frame.uses, block=frame.block_path)
         return Tensor(Value(nid), out, frame.ir)
+
+    def param_name(self, frame: Frame, name: str) -> str:
+        """The parameter prefix of a node name: the first use's, inside a later use of a let-bound block."""
+        if frame.alias is not None and name.startswith(frame.alias[0]):
+            return frame.alias[1] + name[len(frame.alias[0]) :]
+        return name
 
     def resolve_unembed(self, attrs: dict[str, Any], span: Span, frame: Frame) -> dict[str, Any]:
         t = attrs.get("table")

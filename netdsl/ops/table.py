@@ -217,6 +217,13 @@ def _bn_params(a: dict[str, Any], ts: list[TensorType]) -> list[ParamDecl]:
     ]
 
 
+def _ln_shape(a: dict[str, Any], ts: list[TensorType]) -> TensorType:
+    _float(ts[0])
+    if ts[0].rank == 0:
+        raise ShapeError("needs at least one axis to normalise over, found a scalar")
+    return ts[0]
+
+
 def _ln_params(a: dict[str, Any], ts: list[TensorType]) -> list[ParamDecl]:
     d = ts[0].shape[-1]
     out = [ParamDecl("weight", (d,), ("const", 1.0))]
@@ -337,6 +344,8 @@ def _concat_shape(a: dict[str, Any], ts: list[TensorType]) -> TensorType:
     first = ts[0]
     axis = a["axis"]
     rank = first.rank
+    if rank == 0:
+        raise ShapeError("cannot join scalars: there is no axis to join on")
     ax = channel_axis(rank) if axis is None else _axis(axis, rank)
     if any(t.is_int != first.is_int for t in ts):
         raise ShapeError("cannot join integer and float tensors")
@@ -507,7 +516,7 @@ _OPS: list[OpDef] = [
           _bn_shape, params=_bn_params, extra_flops=_norm_flops, train_mode=True,
           doc="batch normalisation per channel; running statistics are state"),
     OpDef("layernorm", "norm", (Attr("eps", "float", 1e-5), Attr("bias", "bool", True)),
-          _same_float, params=_ln_params, extra_flops=_norm_flops, doc="normalises over the last axis"),
+          _ln_shape, params=_ln_params, extra_flops=_norm_flops, doc="normalises over the last axis"),
     OpDef("dropout", "activation", (Attr("p", "prob"),), _same_float, train_mode=True,
           doc="inverted dropout; identity in eval"),
     OpDef("dense", "dense", (Attr("units", "int"), Attr("bias", "bool", True)), _dense_shape,
