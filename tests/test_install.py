@@ -56,13 +56,13 @@ def _clean_env() -> dict[str, str]:
 
 
 def _make_venv(where: Path, env: dict[str, str], outside: Path) -> Path:
-    try:
-        venv.EnvBuilder(with_pip=True, system_site_packages=True, clear=True).create(where)
-    except Exception as e:  # e.g. ensurepip missing on a distribution's stripped Python
-        pytest.skip(f"cannot create a virtual environment with pip: {type(e).__name__}: {e}")
+    try:  # without pip first: the pip of the running interpreter's site-packages serves (ensurepip is slow)
+        venv.EnvBuilder(with_pip=False, system_site_packages=True, clear=True).create(where)
+    except Exception as e:
+        pytest.skip(f"cannot create a virtual environment: {type(e).__name__}: {e}")
     py = where / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    if not py.exists() or _run([str(py), "-m", "pip", "--version"], outside, env).returncode != 0:
-        pytest.skip("pip is not available in a fresh virtual environment")
+    if not py.exists():
+        pytest.skip(f"the new virtual environment has no interpreter at {py}")
     # When this interpreter is itself a venv, --system-site-packages reaches only the base interpreter:
     # name our own site-packages too (as plain paths, so .pth files there — such as an editable install of
     # the checkout — are not run).
@@ -71,6 +71,9 @@ def _make_venv(where: Path, env: dict[str, str], outside: Path) -> Path:
         purelib = Path(r.stdout.strip())
         ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
         (purelib / "_netdsl_test_outer_site.pth").write_text("\n".join(sorted(ours)) + "\n")
+    if _run([str(py), "-m", "pip", "--version"], outside, env).returncode != 0:
+        if _run([str(py), "-m", "ensurepip", "--default-pip"], outside, env).returncode != 0:
+            pytest.skip("pip is not available in a fresh virtual environment (no pip, no ensurepip)")
     return py
 
 
