@@ -15,10 +15,11 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import venv
 from pathlib import Path
 
 import pytest
+
+venv = pytest.importorskip("venv", reason="the venv module is not available")
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +46,7 @@ print(json.dumps(out))
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def _clean_env() -> dict[str, str]:
@@ -58,7 +59,7 @@ def _clean_env() -> dict[str, str]:
 def _make_venv(where: Path, env: dict[str, str], outside: Path) -> Path:
     try:  # without pip first: the pip of the running interpreter's site-packages serves (ensurepip is slow)
         venv.EnvBuilder(with_pip=False, system_site_packages=True, clear=True).create(where)
-    except Exception as e:
+    except (OSError, subprocess.SubprocessError) as e:
         pytest.skip(f"cannot create a virtual environment: {type(e).__name__}: {e}")
     py = where / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     if not py.exists():
@@ -71,9 +72,9 @@ def _make_venv(where: Path, env: dict[str, str], outside: Path) -> Path:
         purelib = Path(r.stdout.strip())
         ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
         (purelib / "_netdsl_test_outer_site.pth").write_text("\n".join(sorted(ours)) + "\n")
-    if _run([str(py), "-m", "pip", "--version"], outside, env).returncode != 0:
-        if _run([str(py), "-m", "ensurepip", "--default-pip"], outside, env).returncode != 0:
-            pytest.skip("pip is not available in a fresh virtual environment (no pip, no ensurepip)")
+    if (_run([str(py), "-m", "pip", "--version"], outside, env).returncode != 0
+            and _run([str(py), "-m", "ensurepip", "--default-pip"], outside, env).returncode != 0):
+        pytest.skip("pip is not available in a fresh virtual environment (no pip, no ensurepip)")
     return py
 
 
