@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 
-def compile_net(net: Any, batch: int = 1, device: str = "cpu", dtype: str = "float32", seed: int = 0) -> Any:
+def compile_net(net: Any, batch: int = 1, device: str = "cpu", dtype: str = "float32", seed: int = 0,
+                fuse: bool = True) -> Any:
     from .program import Program
 
-    return Program(net, batch=batch, device=device, dtype=dtype, seed=seed)
+    return Program(net, batch=batch, device=device, dtype=dtype, seed=seed, fuse=fuse)

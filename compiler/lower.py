@@ -31,7 +31,7 @@ class Lowering:
     bufs: list[Buf] = field(default_factory=list)
     param_writers: dict[str, int] = field(default_factory=dict)  # how many times a gradient is written
     accumulate_params: set[str] = field(default_factory=set)
-    zeroed: bool = False
+    fuse: bool = True  # use fused kernels where a pass recognises the pattern (prelude cells)
 
     def new_buf(self, name: str, shape: tuple[int, ...], dtype: str = "f", batched: bool = True, steps: int = 0,
                 kind: str = "act") -> Buf:
@@ -190,13 +190,13 @@ def count_param_writers(ir: IR, mult: int, counts: dict[str, int]) -> None:
 
 
 def lower(net: Any, train: bool, fetch: list[str] | None = None, backward: bool | None = None,
-          with_loss: bool = True) -> Schedule:
+          with_loss: bool = True, fuse: bool = True) -> Schedule:
     """Lower what the outputs, the fetched layers and (with_loss) the loss need; backward when training."""
     ir: IR = net.ir
     if backward is None:
         backward = train and ir.loss is not None
     with_loss = (with_loss or backward) and ir.loss is not None
-    low = Lowering(ir, train)
+    low = Lowering(ir, train, fuse=fuse)
     ctx = Ctx(low, ir)
     ctx.requires = requires_grad(ir) if backward else {}
     inputs: dict[str, Buf] = {}
@@ -244,11 +244,14 @@ def forward_node(ctx: Ctx, n: Node) -> None:
         return
     outs = []
     for i, t in enumerate(n.outputs):
+        # a constant is the same at every step: one buffer, no time axis (a 0-d step slice would be a copy)
+        steps = 0 if n.op == "const" else ctx.steps
         b = ctx.low.new_buf(n.name if i == 0 else f"{n.name}.{i}", t.shape, "i64" if t.is_int else "f", t.batched,
-                            ctx.steps, "act")
+                            steps, "act")
+        arg = ctx.arg(b) if steps else b
         ctx.out_bufs[Value(n.id, i)] = b
-        ctx.vals[Value(n.id, i)] = ctx.arg(b)
-        outs.append(ctx.arg(b))
+        ctx.vals[Value(n.id, i)] = arg
+        outs.append(arg)
     rule = rules.FORWARD.get(n.op)
     if rule is None:
         raise InternalError(f"no lowering rule for op '{n.op}'", n.span)

@@ -50,7 +50,8 @@ class Program:
     the trainable ones after `loss_and_grads` (or a runtime step).
     """
 
-    def __init__(self, net: Any, batch: int, device: str = "cpu", dtype: str = "float32", seed: int = 0) -> None:
+    def __init__(self, net: Any, batch: int, device: str = "cpu", dtype: str = "float32", seed: int = 0,
+                 fuse: bool = True) -> None:
         if device != "cpu":
             raise SpecError(Diagnostic(None, f"device '{device}' is not available: this build runs on the cpu",
                                        "use --device cpu"))
@@ -62,6 +63,7 @@ class Program:
         self.batch = batch
         self.device = device
         self.dtype = dtype
+        self.fuse = fuse  # False: every cell runs as its unrolled kernels (to compare with the fused ones)
         self.params: dict[str, np.ndarray] = init_params(net.ir.params, seed, dtype)
         self.trainable = [n for n, s in net.ir.params.items() if s.trainable and not s.state]
         self.grads: dict[str, np.ndarray] = {n: np.zeros_like(self.params[n]) for n in self.trainable}
@@ -76,7 +78,8 @@ class Program:
         if c is not None:
             return c
         try:
-            sched = lower(self.net, train=train, fetch=list(fetch), backward=backward, with_loss=loss or backward)
+            sched = lower(self.net, train=train, fetch=list(fetch), backward=backward, with_loss=loss or backward,
+                          fuse=self.fuse)
         except KeyError as exc:
             names = ", ".join(n.name for n in self.net.ir if n.name and n.op not in ("const",))
             raise SpecError(Diagnostic(None, f"fetch: no layer named {exc.args[0]!r} in {self.net.name}",
@@ -85,6 +88,10 @@ class Program:
         mode = "train" if train else "eval"
         title = f"network {self.net.name} from {self.net.source}, {mode}" + (" with backward" if backward else "")
         code, slots, calls = generate(sched, title, profile=profile)
+        # the interface buffers get slots too (the code may only have seen them through reshaped views)
+        for b in [*sched.inputs.values(), *sched.outputs.values(), *sched.fetch.values()] + (
+                [sched.loss] if sched.loss is not None else []):
+            slots.view(b)
         module = load_module(code)
         self._grow(p)
         params = [self.params[n] for n in slots.params]

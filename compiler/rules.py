@@ -526,3 +526,6 @@ def unsupported(op: str) -> Callable[..., None]:
         raise SpecError(Diagnostic(n.span, f"compiling '{op}' is not supported yet: it has no CPU kernel"))
 
     return rule
+
+
+from . import rules_seq  # noqa: E402,F401  (registers the sequence ops' rules)

@@ -23,6 +23,11 @@ def _rows(shape: tuple[int, ...]) -> int:
 
 
 def forward_unroll(ctx: Ctx, n: Node) -> None:
+    from .fused_rnn import forward_fused, fusable
+
+    if fusable(ctx, n) and ctx.low.fuse:
+        forward_fused(ctx, n)
+        return
     if ctx.steps:
         raise InternalError("an unroll inside a cell is not supported yet", n.span)
     low = ctx.low
@@ -88,6 +93,11 @@ def forward_unroll(ctx: Ctx, n: Node) -> None:
 
 
 def backward_unroll(ctx: Ctx, n: Node, gouts: list[Any]) -> None:
+    if ctx.saved[n.id].get("fused"):
+        from .fused_rnn import backward_fused
+
+        backward_fused(ctx, n, gouts)
+        return
     low = ctx.low
     sv = ctx.saved[n.id]
     bctx: Ctx = sv["bctx"]
