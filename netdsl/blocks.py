@@ -229,8 +229,8 @@ def unroll(el: Elaborator, e: ast.Unroll, scope: Scope, frame: Frame, label: ast
         body.outputs[f"state{i}"] = s.value
     ys_type = TensorType((steps,) + y.type.shape, y.type.dtype)
     el.guard_size(ys_type, e.span, frame, f"unroll '{name}'")
-    attrs = {"steps": steps, "reverse": e.reverse, "cell": b.name, "prelude": b.name in el.module.prelude
-             and el.module.blocks.get(b.name) is b, "states": len(states), "init": bool(inits)}
+    attrs = {"steps": steps, "reverse": e.reverse, "cell": b.name, "prelude": b.name in cell.module.prelude
+             and cell.module.blocks.get(b.name) is b, "states": len(states), "init": bool(inits)}
     el.count_node(frame, e.span)
     nid = frame.ir.add("unroll", [seq.value] + [t.value for t in inits], attrs, e.span,
                        [ys_type] + state_types, name=name, uses=frame.uses, block=frame.block_path, body=body)

@@ -44,6 +44,8 @@ class Module:
 
     blocks: dict[str, ast.Block]
     prelude: set[str] = field(default_factory=set)  # names that come from the prelude (transparent wrappers)
+    # the prelude's own names: its definitions resolve there, so a user's `cell LSTM` does not change `lstm(h)`
+    standard: Module | None = None
 
 
 @dataclass
@@ -130,9 +132,12 @@ class Elaborator:
             return scope.lookup(e.id)
         except KeyError:
             pass
-        if e.id in self.module.blocks:
-            b = self.module.blocks[e.id]
-            return BlockLayer(b, [], {}, e.span, self.module, transparent=e.id in self.module.prelude)
+        mod = scope.module
+        if e.id in mod.blocks:
+            b = mod.blocks[e.id]
+            from_prelude = e.id in mod.prelude
+            home = mod.standard if from_prelude and mod.standard is not None else mod
+            return BlockLayer(b, [], {}, e.span, home, transparent=from_prelude)
         op = ops.get(e.id)
         if op is not None and op.name not in _INTERNAL_OPS:
             return OpLayer(op, {}, e.span)
@@ -355,8 +360,8 @@ class Elaborator:
                 scope.lookup(e.id)
             except KeyError:
                 op = ops.get(e.id)
-                if e.id not in self.module.blocks and (op is None or op.name in _INTERNAL_OPS):
-                    layers = list(self.module.blocks) + [n for n in ops.names() if n not in _INTERNAL_OPS]
+                if e.id not in scope.module.blocks and (op is None or op.name in _INTERNAL_OPS):
+                    layers = list(scope.module.blocks) + [n for n in ops.names() if n not in _INTERNAL_OPS]
                     layers += [n for n in scope.known_names() if isinstance(_peek(scope, n), SharedLayer)]
                     raise self.err(frame, e.span, f"unknown layer '{e.id}'", self.suggest(e.id, layers)) from None
         return self.eval(e, scope, frame)

@@ -10,7 +10,7 @@ from typing import Any
 
 from . import ast
 from .blocks import NetworkParts, check_network, run_body
-from .diagnostics import Collector, Diagnostic, InternalError, Source, Span, SpecError
+from .diagnostics import Collector, Diagnostic, InternalError, Span, SpecError
 from .elaborate import Elaborator, Frame, Module, Scope
 from .ir import IR, ParamSpec, verify
 from .ops import Ident
@@ -144,7 +144,8 @@ def _module(files: Files) -> tuple[Module, Collector]:
     errors = Collector()
     prelude = _prelude()
     blocks: dict[str, ast.Block] = {b.name: b for b in prelude.blocks}
-    mod = Module(blocks, prelude=set(blocks))
+    standard = Module(dict(blocks), prelude=set(blocks))
+    mod = Module(blocks, prelude=set(blocks), standard=standard)
     where: dict[str, ast.Block] = {}
     for m in files.modules:
         for b in m.blocks:
