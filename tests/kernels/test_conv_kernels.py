@@ -139,6 +139,3 @@ def test_float32_matches_float64():
     c64 = Conv(np.random.default_rng(4), **CASES[3])
     c32 = Conv(np.random.default_rng(4), **CASES[3], dtype=np.float32)
     assert_f32_matches(c64.forward(), c32.forward())
-    R = np.random.default_rng(5).standard_normal(c64.out.shape)
-    for g64, g32 in zip(c64.backward(R), c32.backward(R.astype(np.float32))):
-        assert_f32_matches(g64, g32)
