@@ -1,4 +1,4 @@
-"""Shape kernels: concat, transpose, mean over an axis, reshape / flatten copies — forward and backward.
+"""Shape kernels: concat, transpose, mean over an axis, last step, reshape / flatten copies — fwd and bwd.
 
 Conventions (shared by every family in ``compiler/kernels/cpu``):
 - ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True)``, write into preallocated outputs and return
@@ -12,6 +12,7 @@ Views the caller passes:
 - mean over an axis: ``(A, L, I)`` view with L the reduced axis; the output is ``(A, I)``.
 - transpose: any rank <= 5, ``perm`` an int64 array with ``out.shape[d] == x.shape[perm[d]]`` (numpy's
   ``np.transpose(x, perm)``).
+- last (the last step of a sequence): ``(B, T, R)`` view -> ``(B, R)``.
 - reshape / flatten are views in a compiled program; the copy kernels here serve when a fresh buffer is
   wanted (any shapes of equal size).
 """
@@ -138,3 +139,24 @@ def flatten_forward(x, out):
 def flatten_backward(gout, gx):
     # gout (B, prod ...) -> gx (B, ...), a flat copy
     gx.reshape(gx.size)[:] = gout.reshape(gout.size)
+
+
+@njit(cache=True)
+def last_forward(x, out):
+    # x (B, T, R) -> out (B, R) = x[:, T-1, :], the last step of a sequence
+    B, T, R = x.shape
+    for b in range(B):
+        for r in range(R):
+            out[b, r] = x[b, T - 1, r]
+
+
+@njit(cache=True)
+def last_backward(gout, gx):
+    # gout (B, R) -> gx (B, T, R): gout at the last step, zero elsewhere
+    B, T, R = gx.shape
+    for b in range(B):
+        for t in range(T - 1):
+            for r in range(R):
+                gx[b, t, r] = 0.0
+        for r in range(R):
+            gx[b, T - 1, r] = gout[b, r]
