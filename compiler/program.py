@@ -254,5 +254,11 @@ class Program:
     def peak_bytes(self, train: bool = True) -> int:
         return self._get(train, train and self.net.ir.loss is not None, ()).plan.peak_bytes
 
+    def _repr_html_(self) -> str:
+        """Jupyter: a summary table (layers, shapes, parameters, MACs, planned peak) and the generated step code."""
+        from netdsl.graph import program_html
+
+        return program_html(self)
+
     def __repr__(self) -> str:
         return f"<Program {self.net.name} batch≤{self.batch} {self.dtype} on {self.device}>"

@@ -56,6 +56,10 @@ def _load(args: argparse.Namespace) -> Any:
 
 def cmd_check(args: argparse.Namespace) -> int:
     net = _load(args)
+    if getattr(args, "gradcheck", False):  # imports the compiler (Numba) only then
+        from .gradcheck import cmd_gradcheck
+
+        return cmd_gradcheck(args, net)
     s = net.summary(memory=False)
     print(f"{args.spec}: ok — {len(s.rows)} layers, {s.totals['params']:,} params, {s.totals['macs']:,} MACs")
     return 0
@@ -96,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (help_text, _) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
         _common(p)
+        if name == "check":
+            p.add_argument("--gradcheck", action="store_true",
+                           help="finite-difference check of every node's generated backward (float64)")
+            p.add_argument("--batch", type=int, default=2, help="batch size of the gradient check")
+            p.add_argument("--entries", type=int, default=3, help="entries checked per tensor (gradient check)")
         if name == "summary":
             p.add_argument("--json", action="store_true", help="print the summary as JSON")
             p.add_argument("--batch", type=int, default=1, help="batch size for memory figures")

@@ -1414,3 +1414,27 @@ type="button">Fold all blocks</button><span class="legend">{legend}</span><span 
 def svg_fragment(view: View) -> str:
     """The page's SVG part (for notebooks): the drawing with the view's folding, in a scrolling box."""
     return f'<div style="max-height:800px;overflow:auto">{to_svg(view)}</div>'
+
+
+def program_html(prog: Any) -> str:
+    """A compiled `Program` in a notebook: the layer table with its figures, and the generated step code."""
+    net = prog.net
+    train = net.ir.loss is not None
+    s = net.summary(batch=prog.batch)
+    rows = []
+    for r in s.rows:
+        rows.append(f"<tr><td>{_esc(r.name)}</td><td>{_esc(r.op)}</td><td>{_esc(str(r.output_shape))}</td>"
+                    f"<td style='text-align:right'>{r.params:,}</td><td style='text-align:right'>{r.macs:,}</td></tr>")
+    try:
+        code = prog.code(train=train)
+        peak = f"{prog.peak_bytes(train=train) / 2**20:.1f} MiB"
+    except Exception as exc:  # noqa: BLE001 - show what failed instead of no output at all
+        code, peak = f"# the step code could not be generated: {type(exc).__name__}: {exc}", "?"
+    t = s.totals
+    return (f"<div class='netdsl-program'><b>Program {_esc(net.name)}</b> ({_esc(net.source)}): batch ≤ "
+            f"{prog.batch}, {prog.dtype}, {prog.device}; {t['params']:,} params, {t['macs']:,} MACs per example, "
+            f"planned peak {peak} per {'training' if train else 'forward'} step"
+            "<table style='font-size:12px'><tr><th>layer</th><th>op</th><th>output</th><th>params</th>"
+            f"<th>MACs</th></tr>{''.join(rows)}</table>"
+            f"<details><summary>generated step code ({len(code.splitlines())} lines)</summary>"
+            f"<pre style='font-size:11px'>{_esc(code)}</pre></details></div>")

@@ -66,6 +66,21 @@ class Net:
     def __repr__(self) -> str:
         return f"<Net {self.name} from {self.source}: {len(self.ir)} nodes, {len(self.ir.params)} parameter tensors>"
 
+    def _repr_svg_(self) -> str | None:
+        """Jupyter: the graph as SVG through Graphviz's `dot` (None when it is not installed)."""
+        from .graph import build, graphviz, to_dot
+
+        try:
+            return graphviz(to_dot(build(self)), "svg").decode("utf-8")
+        except (FileNotFoundError, RuntimeError, OSError):
+            return None
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the graph drawn by netdsl itself (the SVG of `netdsl graph -o page.html`), no Graphviz needed."""
+        from .graph import build, svg_fragment
+
+        return svg_fragment(build(self))
+
 
 # ====================================================================== files and imports
 

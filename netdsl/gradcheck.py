@@ -1,0 +1,379 @@
+"""`netdsl check --gradcheck SPEC`: a finite-difference check of every node's generated backward, in float64.
+
+Each node is checked through its own parameters and through a *probe* on each of its float operands: a zero
+tensor δ added to the operand (`x + δ`, one δ per operand, broadcast over the batch), itself a trainable
+parameter, so the generated backward computes ∂loss/∂δ — the gradient the node passes to that operand,
+summed over the batch — and two-sided differences of the train-mode loss in δ check it. Probes are inserted
+into a copy of the IR and lowered with two temporary rules (`add_forward`/`add_backward` kernels); the
+network's own IR, rules and kernels are untouched.
+
+A node's check depends on the gradient arriving at its output, so a wrong backward makes every node upstream
+fail as well. A failing node is *the culprit* when every check of its output's gradient (the probes on its
+users' operands) passes; the others are reported as failing through it.
+
+Entries whose two one-sided differences disagree by more than the discrepancy (a kink of relu or max-pool, or
+a max-pool tie, within ±eps) are non-smooth there: skipped, and another entry is drawn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .ir import IR, Node, ParamSpec, Value
+
+PROBE_OP = "gradcheck_probe"
+PROBE_PREFIX = "__gradcheck__."
+RTOL = 1e-6
+ATOL = 1e-9
+EPS = 1e-5
+
+
+@dataclass
+class Check:
+    """One tensor checked: a parameter, or the probe on operand `operand` of a node."""
+
+    tensor: str  # parameter name, or the probe's name
+    what: str  # "weight", "input 0", …
+    node: int  # IR node id
+    worst: float = 0.0  # |fd − g| / (rtol·(|fd| + |g|) + atol); passes when ≤ 1
+    detail: tuple[int, float, float] | None = None  # (flat index, fd, g) of the worst entry
+    entries: int = 0
+    skipped: int = 0
+    reads: Value | None = None  # for a probe: the value it perturbs (the gradient of that value's producer)
+
+
+@dataclass
+class NodeResult:
+    node: Node
+    checks: list[Check] = field(default_factory=list)
+    status: str = "ok"  # ok | FAIL (the culprit) | fails-through | unchecked
+    through: list[str] = field(default_factory=list)
+
+    @property
+    def worst(self) -> float:
+        return max((c.worst for c in self.checks), default=0.0)
+
+    @property
+    def worst_check(self) -> Check | None:
+        return max(self.checks, key=lambda c: c.worst, default=None)
+
+
+@dataclass
+class Report:
+    net: Any
+    batch: int
+    entries: int
+    eps: float
+    nodes: list[NodeResult]
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[NodeResult]:
+        return [r for r in self.nodes if r.status == "FAIL"]
+
+    @property
+    def ok(self) -> bool:
+        return not any(r.status in ("FAIL", "fails-through") for r in self.nodes)
+
+
+# ====================================================================== probes
+
+
+def _probe_fwd(ctx: Any, n: Node, ins: list[Any], out: Any) -> None:
+    v = _view(ctx.shape_of(n.inputs[0]))
+    ctx.emit("elementwise.add_forward", ctx.view(ins[0], v), ctx.param(n, "delta"), ctx.view(out, v))
+
+
+def _probe_bwd(ctx: Any, n: Node, ins: list[Any], out: Any, gout: Any, gins: list[Any]) -> None:
+    from .compiler.rules import _empty
+
+    v = _view(ctx.shape_of(n.inputs[0]))
+    gd = ctx.pgrad(n, "delta")
+    ga, need_a = (ctx.view(gins[0], v), True) if gins[0] is not None else (_empty(ctx, len(v)), False)
+    gb, need_b = (gd, True) if gd is not None else (_empty(ctx, len(v)), False)
+    ctx.emit("elementwise.add_backward", ctx.view(gout, v), ctx.view(ins[0], v), ctx.param(n, "delta"), ga, gb,
+             need_a, need_b)
+
+
+def _view(t: Any) -> tuple[Any, ...]:
+    return (("B",) if t.batched else (1,)) + tuple(t.shape)
+
+
+@contextlib.contextmanager
+def probe_rules() -> Iterator[None]:
+    """The probe op's lowering rules, installed only while a probed program compiles and runs."""
+    from .compiler import rules
+
+    rules.FORWARD[PROBE_OP] = _probe_fwd
+    rules.BACKWARD[PROBE_OP] = _probe_bwd
+    try:
+        yield
+    finally:
+        rules.FORWARD.pop(PROBE_OP, None)
+        rules.BACKWARD.pop(PROBE_OP, None)
+
+
+def _on_loss_path(ir: IR) -> set[int]:
+    if ir.loss is None:
+        return set()
+    live = {ir.loss.node}
+    for n in reversed(list(ir)):
+        if n.id in live:
+            live.update(v.node for v in n.inputs)
+    return live
+
+
+def probed(net: Any) -> tuple[Any, dict[str, Check]]:
+    """A copy of the network with a probe before every float operand on the loss path, and the checks."""
+    from .net import Net
+
+    old = net.ir
+    live = _on_loss_path(old)
+    ir = IR(params=dict(old.params))
+    vmap: dict[Value, Value] = {}
+    checks: dict[str, Check] = {}
+    for n in old:
+        inputs = []
+        for k, v in enumerate(n.inputs):
+            nv = vmap[v]
+            t = old.type_of(v)
+            if n.id in live and not t.is_int and t.rank <= 4:
+                pname = f"{PROBE_PREFIX}{n.name or n.id}.{k}"
+                ir.add_param(ParamSpec(pname, (1,) + tuple(t.shape), ("const", 0.0), trainable=True))
+                pid = ir.add(PROBE_OP, [nv], {}, n.span, [t], params={"delta": pname}, name=f"{n.name}/probe{k}",
+                             uses=n.uses, block=n.block)
+                nv = Value(pid)
+                what = f"input {k}" if len(n.inputs) > 1 else "input"
+                checks[pname] = Check(pname, what, n.id, reads=v)
+            inputs.append(nv)
+        nid = ir.add(n.op, inputs, n.attrs, n.span, n.outputs, params=dict(n.params), name=n.name, uses=n.uses,
+                     block=n.block, body=n.body)
+        if n.op == "input":
+            ir.inputs[n.attrs.get("name", n.name)] = nid
+        for i in range(len(n.outputs)):
+            vmap[Value(n.id, i)] = Value(nid, i)
+    ir.outputs = {k: vmap[v] for k, v in old.outputs.items()}
+    ir.loss = vmap[old.loss] if old.loss is not None else None
+    for n in old:
+        if n.id not in live:
+            continue
+        for role, p in _params(n):
+            spec = old.params[p]
+            if spec.trainable and not spec.state and p not in checks:
+                checks[p] = Check(p, role, n.id)
+    copy = Net(net.name, ir, net.values, net.recipe, net.source, net.text, net.span)
+    return copy, checks
+
+
+def _params(n: Node) -> list[tuple[str, str]]:
+    out = list(n.params.items())
+    if n.body is not None:
+        for m in n.body:
+            out.extend((f"{m.name}.{r}" if m.name else r, p) for r, p in _params(m))
+    return out
+
+
+# ====================================================================== the check
+
+
+def feeds(net: Any, batch: int, seed: int = 0) -> dict[str, Any]:
+    """Random float64 inputs ~ N(0, 1); integer inputs in range of the logits or vocabulary they meet."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    ir = net.ir
+    ranges: dict[int, int] = {}
+    for n in ir:
+        if n.op == "cross_entropy" and len(n.inputs) > 1:
+            ranges[n.inputs[1].node] = ir.type_of(n.inputs[0]).shape[-1]
+        if n.op in ("embedding",) and "vocab" in n.attrs:
+            ranges[n.inputs[0].node] = n.attrs["vocab"]
+    out = {}
+    for name, nid in ir.inputs.items():
+        t = ir.node(nid).outputs[0]
+        if t.is_int:
+            out[name] = rng.integers(0, ranges.get(nid, 2), size=(batch,) + t.shape).astype(np.int64)
+        else:
+            out[name] = rng.standard_normal((batch,) + t.shape)
+    return out
+
+
+def gradcheck(net: Any, batch: int = 2, entries: int = 3, eps: float = EPS, seed: int = 0, fuse: bool = True,
+              progress: Any = None) -> Report:
+    """Check every node's backward (see the module's docstring). Raises SpecError when the spec has no loss."""
+    import numpy as np
+
+    import netdsl
+
+    from .diagnostics import Diagnostic, SpecError
+
+    if net.ir.loss is None:
+        raise SpecError(Diagnostic(None, f"network {net.name} declares no loss: there is no gradient to check"))
+    t0 = time.perf_counter()
+    copy, checks = probed(net)
+    x = feeds(net, batch, seed)
+    rng = np.random.default_rng(seed)
+    with probe_rules():
+        prog = netdsl.compile(copy, batch=batch, dtype="float64", fuse=fuse)
+        _, grads = prog.loss_and_grads(x, seed=0, update_stats=False)
+        base = prog.loss(x, train=True)
+        for k, c in enumerate(checks.values()):
+            if progress is not None:
+                progress(k, len(checks), c)
+            p = prog.params[c.tensor].reshape(-1)
+            g = grads[c.tensor].reshape(-1)
+            order = rng.permutation(p.size)
+            tried = 0
+            for i in order:
+                if c.entries >= entries or tried >= 4 * entries:
+                    break
+                tried += 1
+                old = p[i]
+                p[i] = old + eps
+                up = prog.loss(x, train=True)
+                p[i] = old - eps
+                down = prog.loss(x, train=True)
+                p[i] = old
+                fd = (up - down) / (2 * eps)
+                err = abs(fd - g[i])
+                tol = RTOL * (abs(fd) + abs(g[i])) + ATOL
+                if err > tol and abs((up - base) / eps - (base - down) / eps) >= err:
+                    c.skipped += 1  # non-smooth within ±eps: the difference says nothing here
+                    continue
+                c.entries += 1
+                ratio = err / tol
+                if ratio >= c.worst:
+                    c.worst, c.detail = ratio, (int(i), float(fd), float(g[i]))
+    results = _attribute(net, checks)
+    return Report(net, batch, entries, eps, results, time.perf_counter() - t0)
+
+
+def _attribute(net: Any, checks: dict[str, Check]) -> list[NodeResult]:
+    ir = net.ir
+    by_node: dict[int, NodeResult] = {n.id: NodeResult(n) for n in ir if n.op not in ("input",)}
+    for c in checks.values():
+        by_node[c.node].checks.append(c)
+    # a node's output gradient is checked by the probes on its users' operands
+    out_checks: dict[int, list[Check]] = {}
+    for c in checks.values():
+        if c.reads is not None:
+            out_checks.setdefault(c.reads.node, []).append(c)
+    for r in by_node.values():
+        if not r.checks:
+            r.status = "unchecked"
+        elif r.worst > 1:
+            r.status = "fails-through" if any(c.worst > 1 for c in out_checks.get(r.node.id, [])) else "FAIL"
+    culprits = [r.node.name for r in by_node.values() if r.status == "FAIL"]
+    for r in by_node.values():
+        if r.status == "fails-through":
+            r.through = _downstream_culprits(ir, r.node.id, by_node)
+            if not r.through:
+                r.through = culprits
+    return [by_node[n.id] for n in ir if n.id in by_node]
+
+
+def _downstream_culprits(ir: IR, nid: int, by_node: dict[int, NodeResult]) -> list[str]:
+    out: list[str] = []
+    seen: set[int] = set()
+    stack = [nid]
+    while stack:
+        x = stack.pop()
+        for user, _, _ in ir.users(x):
+            if user in seen:
+                continue
+            seen.add(user)
+            r = by_node.get(user)
+            if r is not None and r.status == "FAIL":
+                out.append(r.node.name)
+            stack.append(user)
+    return sorted(set(out))
+
+
+# ====================================================================== report
+
+
+def _spec(n: Node) -> str:
+    if n.span is None:
+        return ""
+    return f"{n.span.file}:{n.span.line}  {n.span.source.line(n.span.line).strip()}"
+
+
+def format_report(rep: Report) -> str:
+    net = rep.net
+    lines = [f"gradcheck {net.name} ({net.source}): float64, batch {rep.batch}, two-sided differences with eps "
+             f"{rep.eps:g}, up to {rep.entries} entries per tensor; an entry passes when "
+             f"|fd − g| ≤ {RTOL:g}·(|fd| + |g|) + {ATOL:g}"]
+    rows = [r for r in rep.nodes if r.status != "unchecked"]
+    w = max([len(r.node.name) + len(r.node.op) + 3 for r in rows] + [4])
+    lines.append(f"  {'':<4} {'err/tol':>8} {'|fd − g|':>9}  {'node':<{w}}  {'checked':<26}  spec")
+    for r in rows:
+        c = r.worst_check
+        absdiff = abs(c.detail[1] - c.detail[2]) if c is not None and c.detail else 0.0
+        mark = {"ok": "ok", "FAIL": "FAIL", "fails-through": "fail"}[r.status]
+        what = ", ".join(dict.fromkeys(ch.what for ch in r.checks))
+        what = what if len(what) <= 26 else what[:25] + "…"
+        name = f"{r.node.name} ({r.node.op})"
+        lines.append(f"  {mark:<4} {r.worst:8.3g} {absdiff:9.2e}  {name:<{w}}  {what:<26}  {_spec(r.node)}")
+    unchecked = [r.node.name for r in rep.nodes if r.status == "unchecked" and r.node.op != "const"]
+    if unchecked:
+        lines.append(f"  not checked (no float operand or parameter on the loss path): {', '.join(unchecked[:12])}"
+                     + (" …" if len(unchecked) > 12 else ""))
+    n_entries = sum(c.entries for r in rep.nodes for c in r.checks)
+    n_skipped = sum(c.skipped for r in rep.nodes for c in r.checks)
+    skipped = f", {n_skipped} skipped where the loss is not smooth" if n_skipped else ""
+    if rep.ok:
+        worst = max((r.worst for r in rows), default=0.0)
+        lines.append(f"gradcheck: ok — {len(rows)} nodes, {n_entries} entries{skipped}; worst err/tol {worst:.3g} "
+                     f"({rep.seconds:.1f} s)")
+    else:
+        for r in rep.failed:
+            c = r.worst_check
+            assert c is not None and c.detail is not None
+            i, fd, g = c.detail
+            tensor = c.what if c.tensor.startswith(PROBE_PREFIX) else c.tensor
+            others = [x.node.name for x in rep.nodes if x.status == "fails-through" and r.node.name in x.through]
+            lines.append(f"gradcheck: FAILED at node {r.node.name} ({r.node.op}): its backward is wrong — {tensor} "
+                         f"entry {i}: finite difference {fd:.10g}, generated gradient {g:.10g} (err/tol "
+                         f"{r.worst:.3g})")
+            lines.append(f"  {_spec(r.node)}")
+            for u in reversed(r.node.uses):
+                lines.append(f"  in block {u.block}, used at {u.span} as {u.label}")
+            if others:
+                lines.append(f"  {len(others)} node(s) upstream fail through it: {', '.join(others[:8])}"
+                             + (" …" if len(others) > 8 else ""))
+        lines.append(f"gradcheck: {len(rep.failed)} failing node(s), {n_entries} entries{skipped} "
+                     f"({rep.seconds:.1f} s)")
+    return "\n".join(lines)
+
+
+def cmd_gradcheck(args: Any, net: Any) -> int:
+    """`netdsl check --gradcheck`: exit 1 and name the failing node when a check fails."""
+    from .cli import UsageError
+
+    batch = getattr(args, "batch", 2)
+    entries = getattr(args, "entries", 3)
+    if batch < 1:
+        raise UsageError(f"--batch must be at least 1, found {batch}")
+    if entries < 1:
+        raise UsageError(f"--entries must be at least 1, found {entries}")
+    tty = sys.stderr.isatty()
+
+    def progress(k: int, total: int, c: Check) -> None:
+        if tty:
+            print(f"\r  checking {k + 1}/{total}: {c.tensor[:60]:<60}", end="", file=sys.stderr, flush=True)
+
+    rep = gradcheck(net, batch=batch, entries=entries, progress=progress)
+    if tty:
+        print("\r" + " " * 80 + "\r", end="", file=sys.stderr, flush=True)
+    print(format_report(rep))
+    return 0 if rep.ok else 1
+
+
+def worst_ratio(rep: Report) -> float:
+    return max((r.worst for r in rep.nodes), default=math.nan)
