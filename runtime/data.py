@@ -127,7 +127,9 @@ def parse_data(spec: str | CallSpec) -> CallSpec:
     if not isinstance(spec, str) or not spec.strip():
         raise SpecError(Diagnostic(None, f"data: expected a dataset expression or a path, found {spec!r}"))
     m = _CALL.match(spec)
-    if m and m.group(1) in DATASETS and (m.group(2) or not Path(spec).exists()):
+    if m and not Path(spec).expanduser().exists() and (m.group(2) or m.group(1) in DATASETS):
+        if "'" in spec and '"' not in spec:  # npz('d.npz') from a shell: the spec language quotes with "
+            spec = spec.replace("'", '"')
         return parse_call(spec, "dataset", DATASETS)
     return guess(spec)
 
@@ -310,6 +312,11 @@ def bind(ds: Dataset, net: Any, names: list[str] | None = None) -> Bound:
         if t.is_int and not ds.data.is_int(i):
             raise SpecError(Diagnostic(None, f"{ds.source}: field '{fname}' holds floats, but input '{target}' "
                                        f"of {net.name} takes integer ids ({t.spec()})"))
+        if not t.is_int and isinstance(ds.data, Examples) and ds.data.arrays[i].dtype.kind == "f":
+            finite = np.isfinite(ds.data.arrays[i].reshape(len(ds.data), -1)).all(axis=1)
+            if not finite.all():
+                raise SpecError(Diagnostic(None, f"{ds.source}: field '{fname}' holds NaN or infinite values "
+                                           f"(first in example {int(np.argmin(finite))})"))
         floats.append(not t.is_int)
     bound = Bound(ds, targets, floats)
     check_ranges(bound, net)

@@ -87,7 +87,8 @@ def resize(images: np.ndarray, h: int, w: int, mode: str = "bilinear") -> np.nda
 
 
 def digits(size: Any = None, interpolation: str = "bilinear") -> Dataset:
-    """scikit-learn's 1,797 handwritten 8×8 digits, scaled to [0, 1], as `[1, size, size]` images.
+    """scikit-learn's 1,797 handwritten 8×8 digits, scaled to [0, 1], as `[1, size, size]` images, in a fixed
+    shuffled order.
 
     Without `size`, the images are resized to the network's input when it is bound (`[1, H, W]`).
     """
@@ -96,8 +97,12 @@ def digits(size: Any = None, interpolation: str = "bilinear") -> Dataset:
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    raw = (d.images / 16.0).astype(np.float32)
-    labels = d.target.astype(np.int64)
+    # The file groups the digits by writer, and its last tenth comes from writers seen nowhere else (an SVM
+    # scores 94% there against 98% on a random tenth): serve them in one fixed shuffled order, the same for
+    # every run, so that `val 0.1` (the last tenth) is a fair sample.
+    order = np.random.default_rng(0).permutation(len(d.target))
+    raw = (d.images[order] / 16.0).astype(np.float32)
+    labels = d.target[order].astype(np.int64)
     name = f"digits(size={size})" if size is not None else "digits()"
 
     def fit(arr: np.ndarray, want: tuple[int, ...]) -> np.ndarray | None:
