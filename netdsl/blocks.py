@@ -43,7 +43,7 @@ def bind_args(el: Elaborator, f: BlockLayer, frame: Frame, scope: Scope) -> None
     for p in b.params:
         if p.name in given:
             v = given[p.name]
-            if isinstance(v, Ident):
+            if isinstance(v, Ident) and v.name != "same":  # `same` is an attribute value (pad=same)
                 raise el.err(frame, f.span, f"unknown name '{v.name}' given as argument '{p.name}' of {b.name}")
             scope.vars[p.name] = el.tensorish(v)
         elif p.default is not None:

@@ -243,7 +243,11 @@ def _network_params(el: Elaborator, net: ast.Network, scope: Scope, frame: Frame
         if isinstance(v, Ident) and v.name == "auto":
             raise SpecError(Diagnostic(p.span, f"network parameter '{p.name}' is auto: it takes its value from a "
                                        "dataset, and none was given", f"set it: --set {p.name}=N, or train with data"))
-        if isinstance(v, Ident):
+        if isinstance(v, Ident) and v.name != "same":  # `same` is an attribute value (pad=same)
+            if p.name in overrides:
+                raise SpecError(Diagnostic(p.span, f"--set {p.name}={v.name}: '{v.name}' is not a value",
+                                           f"write a number, true or false, or quote a string: "
+                                           f"--set {p.name}='\"{v.name}\"'"))
             raise SpecError(Diagnostic(p.default.span if p.default else p.span, f"unknown name '{v.name}'"))
         scope.vars[p.name] = v
         values[p.name] = v

@@ -461,3 +461,21 @@ def test_the_node_budget_refuses_a_huge_network_fast():
                 "network T {\n    input x: [4]\n    output y = x -> repeat 10000 B\n}\n")
     assert time.perf_counter() - t0 < 5
     assert f"more than {elaborate.MAX_NODES:,} layers" in err.diagnostics[0].message
+
+
+def test_same_is_a_value_for_block_arguments_and_network_parameters():
+    # was: "unknown name 'same' given as argument 'pad' of ConvBN" (a default `pad=same` worked, an argument did not)
+    text = """\
+block ConvBN(c, pad=1)(x) {
+    return x -> conv(c, kernel=3, pad=pad) -> batchnorm
+}
+network N(p=same) {
+    input x: [3, 8, 8]
+    y = x -> ConvBN(4, pad=same) -> ConvBN(4) -> conv(2, kernel=3, pad=p)
+    output y
+}
+"""
+    assert shape(load(text), "y") == (2, 8, 8)
+    assert shape(load(text, p=0), "y") == (2, 6, 6)
+    err = error(text.replace("ConvBN(4, pad=same)", "ConvBN(4, pad=sme)"))
+    assert "unknown name 'sme' given as argument 'pad' of ConvBN" in err.diagnostics[0].message
