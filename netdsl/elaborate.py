@@ -297,6 +297,10 @@ class Elaborator:
             return self.apply(f, [self.as_tensor(a, x, frame) for a, x in zip(args, e.args, strict=True)], e, frame, label)
         # direct application: positional arguments are inputs, settings go by keyword
         inputs = [self.as_tensor(a, x, frame) for a, x in zip(args, e.args, strict=True)]
+        missing = [r for r in _required(f) if r not in kwargs]
+        if isinstance(f, OpLayer) and missing:  # `leaky_relu(x)`: the input is not the setting
+            raise self.err(frame, e.span, f"{f.display} needs the setting '{missing[0]}'",
+                           f"build the layer, then apply it: {f.display}({', '.join(missing)})(input)")
         built = self.build(f, [], kwargs, e, frame)
         return self.apply(built, inputs, e, frame, label)
 
