@@ -112,20 +112,20 @@ def plot(history: list[dict[str, Any]], path: Path) -> str | None:
     second = next((k for k in ("val_accuracy", "val_perplexity") if any(h.get(k) is not None for h in history)), None)
     fig, axes = plt.subplots(1, 2 if second else 1, figsize=(10 if second else 5.5, 4), squeeze=False)
     ax = axes[0][0]
-    for key, label in (("train_loss", "train loss"), ("val_loss", "validation loss")):
+    for key, label, color in (("train_loss", "train", "C0"), ("val_loss", "validation", "C1")):
         pts = [(s, h[key]) for s, h in zip(steps, history, strict=True) if h.get(key) is not None]
         if pts:
-            ax.plot(*zip(*pts, strict=True), marker="o" if len(pts) < 30 else None, label=label)
+            ax.plot(*zip(*pts, strict=True), marker="o" if len(pts) < 30 else None, label=label, color=color)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
     ax.legend()
     if second:
         ax2 = axes[0][1]
-        for key, label in ((second, "validation"), (second.replace("val_", "train_"), "train")):
+        for key, label, color in ((second.replace("val_", "train_"), "train", "C0"), (second, "validation", "C1")):
             pts = [(s, h[key]) for s, h in zip(steps, history, strict=True) if h.get(key) is not None]
             if pts:
-                ax2.plot(*zip(*pts, strict=True), marker="o" if len(pts) < 30 else None, label=label)
+                ax2.plot(*zip(*pts, strict=True), marker="o" if len(pts) < 30 else None, label=label, color=color)
         ax2.set_xlabel("step")
         ax2.set_ylabel(second.replace("val_", ""))
         ax2.grid(alpha=0.3)

@@ -253,6 +253,7 @@ def train(net_or_path: Any, data: Any = None, epochs: int | None = None, steps: 
     loss_sum, loss_n, correct, counted = 0.0, 0, 0, 0
     step = start
     stopped = False
+    last_plot = time.perf_counter()
     try:
         with _Stop() as stop:
             while step < total:
@@ -295,8 +296,9 @@ def train(net_or_path: Any, data: Any = None, epochs: int | None = None, steps: 
                         bar.write(f"  step {step:,} (epoch {step / spe:.2f}): lr {lr_now:.3g}, {fmt_metrics(rec)}, "
                                   f"{ex_s:,.0f} examples/s")
                     save(step)
-                    if outdir is not None:
+                    if outdir is not None and (step == total or time.perf_counter() - last_plot > 15):
                         note = plot(history, outdir / "curves.png")
+                        last_plot = time.perf_counter()
                         if note and step == total and progress:
                             bar.write(note)
                     loss_sum, loss_n, correct, counted, ex_interval = 0.0, 0, 0, 0, 0
@@ -306,6 +308,8 @@ def train(net_or_path: Any, data: Any = None, epochs: int | None = None, steps: 
     elapsed = time.perf_counter() - t_start
     if stopped:
         save(step)
+        if outdir is not None:
+            plot(history, outdir / "curves.png")
         raise KeyboardInterrupt(f"stopped at step {step}" + (f"; checkpoint in {outdir}, continue with --resume"
                                                                  if outdir is not None else ""))
     last = history[-1] if history else {}
