@@ -1329,6 +1329,15 @@ _SCRIPT = r"""
     document.getElementById("netdsl-status").textContent =
       Object.keys(D.clusters).length + " clusters, " + openCount + " open";
   }
+  // #open=all, #open=NAME,NAME (block labels), #fold=all: the folding to start from (links, tests)
+  var hash = decodeURIComponent((window.location.hash || "").slice(1));
+  if (hash.indexOf("open=") === 0) {
+    hash.slice(5).split(",").forEach(function (c) {
+      if (c === "all") { folded = {}; } else { delete folded[c]; }
+    });
+  } else if (hash === "fold=all") {
+    Object.keys(D.clusters).forEach(function (c) { folded[c] = true; });
+  }
   document.getElementById("netdsl-graph").addEventListener("click", function (ev) {
     var el = ev.target;
     while (el && el !== this) {
