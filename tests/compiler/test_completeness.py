@@ -109,7 +109,9 @@ def test_every_op_has_a_forward_and_backward_kernel_pair():
         family = ops.get(op).family
         mod = importlib.import_module(f"netdsl.compiler.kernels.cpu.{family}")
         names = {op, {"conv": "conv2d", "maxpool": "maxpool2d", "avgpool": "avgpool2d"}.get(op, op)}
-        if not any(hasattr(mod, f"{n}_forward") and (hasattr(mod, f"{n}_backward")) for n in names):
+        attrs = dir(mod)
+        if not any(any(a.startswith(f"{n}_forward") for a in attrs) and any(a.startswith(f"{n}_backward")
+                                                                           for a in attrs) for n in names):
             if op not in ("flatten", "reshape"):  # copies in the shape family
                 missing.append(f"{family}.{op}")
     assert not missing, missing
