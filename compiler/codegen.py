@@ -137,9 +137,13 @@ def _tag(c: Call) -> str:
     return f"  # {_where(c.node)} {c.node.name}{note}: {source_text(c.node)}"
 
 
-def generate(sched: Schedule, title: str, slots: Slots | None = None,
-             profile: bool = False) -> tuple[str, Slots, list[Call]]:
-    """Python source for `forward` and `backward`; with `profile`, each call is timed into PROF."""
+def generate(sched: Schedule, title: str, slots: Slots | None = None, profile: bool = False,
+             device: str = "cpu") -> tuple[str, Slots, list[Call]]:
+    """Python source for `forward` and `backward`; with `profile`, each call is timed into PROF.
+
+    The kernels come from `kernels/<device>/<family>.py`: every backend offers the same functions with the
+    same signatures, so one schedule runs on any of them.
+    """
     slots = slots or Slots()
     em = Emitter(slots, profile)
     split = sched.backward_start if sched.backward_start >= 0 else len(sched.items)
@@ -154,7 +158,7 @@ def generate(sched: Schedule, title: str, slots: Slots | None = None,
     head += ["import numpy as np", ""]
     if profile:
         head += ["from time import perf_counter as _clock", ""]
-    head += [f"from netdsl.compiler.kernels.cpu import {m} as k_{m}" for m in sorted(em.modules)]
+    head += [f"from netdsl.compiler.kernels.{device} import {m} as k_{m}" for m in sorted(em.modules)]
     args = "V, P, G, n, train, update, seed, step"
     body = ["", "", f"def forward({args}):"] + (fwd or ["    pass"])
     body += ["", "", f"def backward({args}):"] + (bwd or ["    pass"])

@@ -87,7 +87,7 @@ class Program:
         p = plan(sched, self.batch, self.dtype)
         mode = "train" if train else "eval"
         title = f"network {self.net.name} from {self.net.source}, {mode}" + (" with backward" if backward else "")
-        code, slots, calls = generate(sched, title, profile=profile)
+        code, slots, calls = generate(sched, title, profile=profile, device=self.device)
         # the interface buffers get slots too (the code may only have seen them through reshaped views)
         for b in [*sched.inputs.values(), *sched.outputs.values(), *sched.fetch.values()] + (
                 [sched.loss] if sched.loss is not None else []):
