@@ -456,10 +456,10 @@ def test_repeat_outside_a_chain_is_explained():
 
 
 def test_the_node_budget_refuses_a_huge_network_fast():
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     err = error("block B()(x) {\n    return x -> repeat 10000 relu\n}\n"
                 "network T {\n    input x: [4]\n    output y = x -> repeat 10000 B\n}\n")
-    assert time.perf_counter() - t0 < 5
+    assert time.process_time() - t0 < 5
     assert f"more than {elaborate.MAX_NODES:,} layers" in err.diagnostics[0].message
 
 
