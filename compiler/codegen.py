@@ -52,10 +52,11 @@ class Slots:
 
 
 class Emitter:
-    def __init__(self, slots: Slots, profile: bool = False) -> None:
+    def __init__(self, slots: Slots, profile: bool = False, check: bool = False) -> None:
         self.slots = slots
         self.modules: set[str] = set()
         self.profile = profile  # wrap every call in a timer: PROF[i] accumulates seconds
+        self.check = check  # after every call, stop at the first non-finite value it touched
         self.calls: list[Call] = []
 
     def arg(self, a: Any) -> str:
@@ -90,6 +91,12 @@ class Emitter:
         text = f"k_{module}.{fn}(" + ", ".join(self.arg(a) for a in c.args) + ")"
         if c.result is not None:
             text = f"{self.arg(c.result)}[...] = {text}"
+        if self.check:
+            i = len(self.calls)
+            self.calls.append(c)
+            arrays = [self.arg(a) for a in c.args + ([c.result] if c.result is not None else [])
+                      if isinstance(a, (Buf, View, At, StateIn, Grad))]
+            return [f"{indent}{text}{_tag(c)}", f"{indent}_finite({i}, {', '.join(arrays)})"]
         if not self.profile:
             return [f"{indent}{text}{_tag(c)}"]
         i = len(self.calls)
@@ -138,14 +145,14 @@ def _tag(c: Call) -> str:
 
 
 def generate(sched: Schedule, title: str, slots: Slots | None = None, profile: bool = False,
-             device: str = "cpu") -> tuple[str, Slots, list[Call]]:
+             device: str = "cpu", check: bool = False) -> tuple[str, Slots, list[Call]]:
     """Python source for `forward` and `backward`; with `profile`, each call is timed into PROF.
 
     The kernels come from `kernels/<device>/<family>.py`: every backend offers the same functions with the
     same signatures, so one schedule runs on any of them.
     """
     slots = slots or Slots()
-    em = Emitter(slots, profile)
+    em = Emitter(slots, profile, check)
     split = sched.backward_start if sched.backward_start >= 0 else len(sched.items)
     fwd = em.items(sched.items[:split], "    ")
     bwd = em.items(sched.items[split:], "    ")
@@ -158,6 +165,10 @@ def generate(sched: Schedule, title: str, slots: Slots | None = None, profile: b
     head += ["import numpy as np", ""]
     if profile:
         head += ["from time import perf_counter as _clock", ""]
+    if check:
+        head += ["", "def _finite(i, *arrays):", "    for a in arrays:",
+                 "        if a is not None and a.dtype.kind == 'f' and not np.isfinite(a).all():",
+                 "            raise FloatingPointError(i)", ""]
     head += [f"from netdsl.compiler.kernels.{device} import {m} as k_{m}" for m in sorted(em.modules)]
     args = "V, P, G, n, train, update, seed, step"
     body = ["", "", f"def forward({args}):"] + (fwd or ["    pass"])

@@ -19,6 +19,18 @@ from .schedule import Buf, Schedule
 NP_DTYPES = {"i64": np.int64, "u8": np.uint8}
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to this process (Linux MemAvailable; None when unknown)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def _dim(d: Any, n: int) -> int:
     """A view dimension: a number, 'B' (the batch) or 'B*k'."""
     if d == "B":
@@ -72,8 +84,8 @@ class Program:
 
     # ------------------------------------------------------------------ compiling schedules
     def _get(self, train: bool, backward: bool, fetch: tuple[str, ...] = (), loss: bool = False,
-             profile: bool = False) -> Compiled:
-        key = (train, backward, fetch, loss, profile)
+             profile: bool = False, check: bool = False) -> Compiled:
+        key = (train, backward, fetch, loss, profile, check)
         c = self._compiled.get(key)
         if c is not None:
             return c
@@ -85,9 +97,10 @@ class Program:
             raise SpecError(Diagnostic(None, f"fetch: no layer named {exc.args[0]!r} in {self.net.name}",
                                        f"layers: {names[:400]}")) from None
         p = plan(sched, self.batch, self.dtype)
+        self._fits(sched, p)
         mode = "train" if train else "eval"
         title = f"network {self.net.name} from {self.net.source}, {mode}" + (" with backward" if backward else "")
-        code, slots, calls = generate(sched, title, profile=profile, device=self.device)
+        code, slots, calls = generate(sched, title, profile=profile, device=self.device, check=check)
         # the interface buffers get slots too (the code may only have seen them through reshaped views)
         for b in [*sched.inputs.values(), *sched.outputs.values(), *sched.fetch.values()] + (
                 [sched.loss] if sched.loss is not None else []):
@@ -99,6 +112,22 @@ class Program:
         c = Compiled(sched, p, slots, code, module, {}, params, grads, calls)
         self._compiled[key] = c
         return c
+
+    def _fits(self, sched: Schedule, p: Plan) -> None:
+        """Refuse a plan that cannot fit in the memory available, before allocating anything."""
+        avail = available_memory()
+        size = 8 if self.dtype == "float64" else 4
+        fixed = sum(s.size for s in self.net.ir.params.values()) * size * 3
+        need = p.peak_bytes + fixed
+        if avail is None or need <= 0.9 * avail:
+            return
+        one = plan(sched, 1, self.dtype).peak_bytes
+        per = max(1, (p.peak_bytes - one) // max(1, self.batch - 1)) if self.batch > 1 else one
+        fit = int((0.9 * avail - fixed - one) // per) + 1 if 0.9 * avail > fixed + one else 0
+        hint = f"the largest batch that fits is {fit}" if fit >= 1 else "even batch 1 does not fit: use a smaller network"
+        raise SpecError(Diagnostic(None, f"{self.net.name} at batch {self.batch} needs {need / 2**30:.2f} GiB "
+                                   f"(planned peak {p.peak_bytes:,} bytes plus parameters and gradients), but only "
+                                   f"{avail / 2**30:.2f} GiB of memory is available", hint))
 
     def _grow(self, p: Plan) -> None:
         for dt, elements in p.arena_elements.items():
@@ -242,6 +271,37 @@ class Program:
         rows.append({"kernel": "(overhead)", "node": "", "where": "", "source": "", "note": "",
                      "seconds": max(0.0, total - sum(r["seconds"] for r in rows))})
         return rows
+
+    def detect_anomaly(self, inputs: dict[str, Any], seed: int = 0, step: int = 0) -> dict[str, Any] | None:
+        """Run a training step checking every kernel's arrays; describe the first non-finite value, if any.
+
+        Returns None when everything stays finite, else the op (name, spec location and text), the kernel and
+        whether it happened in the forward or the backward pass. Parameters and running statistics are left
+        as they were (a checked step changes nothing).
+        """
+        from .codegen import source_text
+
+        backward = self.net.ir.loss is not None
+        c = self._get(backward, backward, (), check=True)
+        saved = {k: v.copy() for k, v in self.params.items()}
+        n = self._feed(c, inputs)
+        views = self._views(c, n)
+        phase = "forward"
+        try:
+            c.module.forward(views, c.params, c.grads, n, backward, False, seed, step)
+            phase = "backward"
+            if backward:
+                c.module.backward(views, c.params, c.grads, n, backward, False, seed, step)
+        except FloatingPointError as exc:
+            call = c.calls[exc.args[0]]
+            node = call.node
+            return {"phase": phase, "kernel": call.fn, "node": node.name if node is not None else "",
+                    "where": f"{node.span.file}:{node.span.line}" if node is not None and node.span else "",
+                    "source": source_text(node) if node is not None else "", "note": call.note}
+        finally:
+            for k, v in saved.items():
+                self.params[k][...] = v
+        return None
 
     # ------------------------------------------------------------------ inspection
     def code(self, train: bool = True) -> str:
