@@ -209,11 +209,15 @@ def elaborate_network(files: Files, network: str | None, overrides: dict[str, An
     parts = NetworkParts()
     run_body(el, net_ast.body, scope, frame, None, parts)
     check_network(el, net_ast, scope, frame, parts)
-    parts.collector.raise_if_any()
-    verify(ir)
     from .recipe import recipe_for
 
-    recipe = recipe_for(files, net_ast.name)
+    recipe = None
+    try:  # the recipes' errors are independent of the network's: report them together
+        recipe = recipe_for(files, net_ast.name)
+    except SpecError as err:
+        parts.collector.add(err)
+    parts.collector.raise_if_any()
+    verify(ir)
     root = files.modules[-1].source_name
     return Net(net_ast.name, ir, values, recipe, root, "\n".join(files.sources.values()), net_ast.span)
 
