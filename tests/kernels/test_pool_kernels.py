@@ -185,3 +185,13 @@ def test_global_avgpool():
     pool.global_avgpool_forward(big.astype(np.float32), o32)
     pool.global_avgpool_forward(big, outb)
     assert_f32_matches(outb, o32)
+
+
+def test_maxpool_nan_and_ties_like_pytorch():
+    # ties: the first maximum wins; a NaN in the window wins (and propagates), as in PyTorch
+    x = np.array([[3.0, 3.0, 1.0, np.nan], [0.0, 2.0, 5.0, 0.0]]).reshape(1, 1, 2, 4)
+    out = np.empty((1, 1, 1, 2))
+    arg = np.empty((1, 1, 1, 2), np.int64)
+    pool.maxpool2d_forward(x, 2, 2, 2, 2, 0, 0, out, arg)
+    assert out[0, 0, 0, 0] == 3.0 and arg[0, 0, 0, 0] == 0
+    assert np.isnan(out[0, 0, 0, 1]) and arg[0, 0, 0, 1] == 3

@@ -164,6 +164,20 @@ def conv2d_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, grou
                     on[k, s] += bk
 
 
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _bias_grad(gout, gb):
+    # gb[k] = sum of gout[:, k]; reassociation lets the sum vectorise (NaN/inf semantics unchanged)
+    B, K, P, Q = gout.shape
+    for k in range(K):
+        acc = 0.0
+        for n in range(B):
+            gk = gout[n, k]
+            for p in range(P):
+                for q in range(Q):
+                    acc += gk[p, q]
+        gb[k] = acc
+
+
 @njit(cache=True)
 def conv2d_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups,
                     gx, gw, gb, need_gx, need_gw, ws):
@@ -186,14 +200,7 @@ def conv2d_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, 
     kt = Kg if need_gw else 0
     tmp = ws[2 * ncol:2 * ncol + kt * ck].reshape(kt, ck)
     if gb.shape[0] > 0:
-        for k in range(K):
-            acc = 0.0
-            for n in range(B):
-                gk = gout[n, k]
-                for p in range(P):
-                    for q in range(Q):
-                        acc += gk[p, q]
-            gb[k] = acc
+        _bias_grad(gout, gb)
     if need_gx:
         gx[:] = 0.0
     for n in range(B):

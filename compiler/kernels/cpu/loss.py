@@ -20,6 +20,10 @@ import math
 
 from numba import njit
 
+# Reductions may be reassociated so LLVM can vectorise the sums; this flag alone assumes nothing about NaN or
+# infinities, which keep propagating as usual.
+_REASSOC = {"reassoc", "contract"}
+
 
 @njit(cache=True)
 def _count(labels, ignore_index):
@@ -88,7 +92,7 @@ def cross_entropy_backward(gloss, probs, labels, smoothing, ignore_index, glogit
         g[y] -= f * (1.0 - smoothing)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_REASSOC)
 def mse_forward(pred, target):
     # pred, target (...) alike; returns mean((pred - target)^2)
     pf = pred.reshape(pred.size)

@@ -28,6 +28,9 @@ from numba import njit, prange
 
 # below this many elements a prange launch costs more than it saves
 _PAR_MIN = 1 << 15
+# Reductions may be reassociated so LLVM can vectorise the sums; this flag alone assumes nothing about NaN or
+# infinities, which keep propagating as usual.
+_REASSOC = {"reassoc", "contract"}
 
 
 @njit(cache=True)
@@ -99,7 +102,7 @@ def lrn_backward(gout, x, out, scale, size, alpha, beta, gx):
             _lrn_bwd_sample(gout, x, out, scale, n, size, alpha, beta, gx)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_REASSOC)
 def _bn_train_channel(x, c, gamma, beta, eps, momentum, running_mean, running_var, update_stats,
                       out, save_mean, save_invstd):
     # two passes (mean, then centred squares) in float64: one-pass E[x^2]-E[x]^2 cancels badly
@@ -164,7 +167,7 @@ def batchnorm_forward_eval(x, gamma, beta, running_mean, running_var, eps, out):
                 out[n, c, s] = x[n, c, s] * sc + sh
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_REASSOC)
 def _bn_bwd_channel(gout, x, c, gamma, save_mean, save_invstd, gx, ggamma, gbeta, need_gx):
     N, S = x.shape[0], x.shape[2]
     m = N * S
@@ -205,7 +208,7 @@ def batchnorm_backward(gout, x, gamma, save_mean, save_invstd, gx, ggamma, gbeta
             _bn_bwd_channel(gout, x, c, gamma, save_mean, save_invstd, gx, ggamma, gbeta, need_gx)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_REASSOC)
 def batchnorm_backward_eval(gout, x, gamma, running_mean, running_var, eps, gx, ggamma, gbeta, need_gx):
     # eval mode (frozen statistics): gout, x (N, C, S), gamma/running_* (C,) -> gx (N, C, S), ggamma/gbeta (C,)
     N, C, S = x.shape
@@ -228,7 +231,7 @@ def batchnorm_backward_eval(gout, x, gamma, running_mean, running_var, eps, gx, 
                     gx[n, c, s] = f * gout[n, c, s]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_REASSOC)
 def _ln_fwd_row(x, n, gamma, beta, eps, out, save_mean, save_invstd):
     D = x.shape[1]
     has_w = gamma.shape[0] > 0
@@ -271,7 +274,7 @@ def layernorm_forward(x, gamma, beta, eps, out, save_mean, save_invstd):
             _ln_fwd_row(x, n, gamma, beta, eps, out, save_mean, save_invstd)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_REASSOC)
 def _ln_bwd_row(gout, x, n, gamma, save_mean, save_invstd, gx):
     # gx = inv * (gh - mean(gh) - xhat * mean(gh * xhat)), gh = gout * gamma
     D = x.shape[1]
@@ -297,7 +300,7 @@ def _ln_bwd_par(gout, x, gamma, save_mean, save_invstd, gx):
         _ln_bwd_row(gout, x, n, gamma, save_mean, save_invstd, gx)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_REASSOC)
 def layernorm_backward(gout, x, gamma, save_mean, save_invstd, gx, ggamma, gbeta, need_gx):
     # gout, x (N, D), gamma (D,) or (0,), save_* (N,) -> gx (N, D), ggamma (D,) or (0,), gbeta (D,) or (0,)
     N = x.shape[0]

@@ -21,6 +21,9 @@ from numba import njit, prange
 
 # below this many input elements a prange launch costs more than it saves
 _PAR_MIN = 1 << 15
+# Reductions may be reassociated so LLVM can vectorise the sums; this flag alone assumes nothing about NaN or
+# infinities, which keep propagating as usual.
+_REASSOC = {"reassoc", "contract"}
 
 
 @njit(cache=True)
@@ -36,12 +39,16 @@ def _maxpool_plane(xc, kh, kw, stride_h, stride_w, pad_h, pad_w, oc, ac):
             w0 = q * stride_w - pad_w
             w1 = min(w0 + kw, W)
             w0 = max(w0, 0)
-            best = -math.inf
-            idx = -1
+            if h0 >= h1 or w0 >= w1:  # a window entirely in padding (the caller's sizes should prevent it)
+                oc[p, q] = -math.inf
+                ac[p, q] = -1
+                continue
+            best = xc[h0, w0]
+            idx = h0 * W + w0
             for h in range(h0, h1):
                 for w in range(w0, w1):
                     v = xc[h, w]
-                    if v > best or math.isnan(v) or idx < 0:
+                    if v > best or math.isnan(v):  # strictly greater keeps the first maximum; NaN wins
                         best = v
                         idx = h * W + w
             oc[p, q] = best
@@ -94,7 +101,7 @@ def _window(p, stride, pad, k, n):
     return max(lo, 0), min(hi, n), size
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_REASSOC)
 def _avgpool_plane(xc, kh, kw, stride_h, stride_w, pad_h, pad_w, oc):
     H, W = xc.shape
     P, Q = oc.shape
@@ -149,7 +156,7 @@ def avgpool2d_backward(gout, kh, kw, stride_h, stride_w, pad_h, pad_w, gx):
                             gc[h, w] += g
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_REASSOC)
 def global_avgpool_forward(x, out):
     # x (B, C, S) (the caller's (B, C, H*W) view) -> out (B, C)
     B, C, S = x.shape
