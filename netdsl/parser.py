@@ -178,7 +178,10 @@ class _Builder:
             return ast.Name(self.tspan(x), str(x))
         if kind == "NUMBER":
             text = str(x)
-            value = float(text) if ("." in text or "e" in text or "E" in text) else int(text)
+            try:
+                value = float(text) if ("." in text or "e" in text or "E" in text) else int(text)
+            except ValueError:  # more digits than Python converts
+                raise error(self.tspan(x), f"the number {text[:12]}… ({len(text)} digits) is too large") from None
             return ast.Num(self.tspan(x), value)
         if kind == "STRING":
             return ast.Str(self.tspan(x), _unescape(x[1:-1]))

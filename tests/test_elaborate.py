@@ -479,3 +479,11 @@ network N(p=same) {
     assert shape(load(text, p=0), "y") == (2, 6, 6)
     err = error(text.replace("ConvBN(4, pad=same)", "ConvBN(4, pad=sme)"))
     assert "unknown name 'sme' given as argument 'pad' of ConvBN" in err.diagnostics[0].message
+
+
+def test_a_number_with_too_many_digits_is_a_spec_error():
+    # was: internal error (ValueError: Python's limit on integer string conversion)
+    err = error("network T {\n    input x: [" + "9" * 5000 + "]\n    output y = x\n}\n")
+    d = err.diagnostics[0]
+    assert (d.span.line, d.span.col) == (2, 15)
+    assert d.message == "the number 999999999999… (5000 digits) is too large"
