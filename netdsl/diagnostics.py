@@ -18,8 +18,9 @@ class Source:
     text: str
 
     def line(self, lineno: int) -> str:
-        lines = self.text.splitlines()
-        return lines[lineno - 1] if 1 <= lineno <= len(lines) else ""
+        # lines end at "\n" only, as the parser counts them (splitlines would also split at \f, \x1c, \u2028 …)
+        lines = self.text.split("\n")
+        return lines[lineno - 1].removesuffix("\r") if 1 <= lineno <= len(lines) else ""
 
 
 @dataclass(frozen=True)

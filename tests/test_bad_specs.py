@@ -101,7 +101,7 @@ def check_rendered(text: str, spec: Path, header: Header, name: str, cwd: Path |
     assert _same_file(m.group(1), spec, first.file, cwd)
     assert (int(m.group(2)), int(m.group(3))) == (first.line, first.col), head
     assert first.message in m.group(4)
-    source_line = where.read_text(encoding="utf-8").splitlines()[first.line - 1]
+    source_line = where.read_text(encoding="utf-8").split("\n")[first.line - 1]
     assert lines[1] == source_line.expandtabs(4)
     carets = lines[2]
     indent = len(source_line[: first.col - 1].expandtabs(4))

@@ -487,3 +487,12 @@ def test_a_number_with_too_many_digits_is_a_spec_error():
     d = err.diagnostics[0]
     assert (d.span.line, d.span.col) == (2, 15)
     assert d.message == "the number 999999999999… (5000 digits) is too large"
+
+
+def test_the_quoted_line_is_the_line_the_parser_counts():
+    # was: lines split at \f, \x1c, \u2028 … as well, so the quote showed an earlier line than the position
+    for sep in ("\x0c", "\u2028", "\x1c", "\x85"):
+        text = f"network T {{\r\n    input x: [4]  # a {sep} comment\r\n    output z = x -> dense(0)\r\n}}\r\n"
+        lines = str(error(text)).split("\n")
+        assert lines[0].startswith("t.net:3:21: error: ")
+        assert lines[1:3] == ["    output z = x -> dense(0)", " " * 20 + "^" * 8]

@@ -125,7 +125,7 @@ _VOCAB = [
     "LSTM", "RNN", "Inception", "Basic", "Down", "lstm", "rnn", "gru", "add", "neg", "const", "input", "unroll",
     "repeat", "over", "from", "reverse", "let", "return", "if", "then", "else", "int", "block", "cell", "network",
     "[1, 2]", "[]", "[-1]", "[[1, 0], [0, 1]]", "(x, h)", "x.shape[0]", "-> relu", ": [4]", "-> repeat 2 dense(4)",
-    "{", "}", "(", ")", "[", "]", ",", ";", ":", "=", "->", "+", "*", "/", "\n", "#", '"', ".", "\t", "é", "\x00",
+    "{", "}", "(", ")", "[", "]", ",", ";", ":", "=", "->", "+", "*", "/", "\n", "#", '"', ".", "\t", "é", "\x00", "\x0c", "\u2028", "\r",
 ]
 _KINDS = ["tok_delete", "tok_duplicate", "tok_swap", "tok_swap_next", "tok_replace", "tok_insert",
           "char_delete", "char_duplicate", "char_swap_next"]
@@ -181,6 +181,11 @@ def check_outcome(text: str) -> str:
         rendered = str(err)
         if d.span is not None:
             assert rendered.startswith(f"{d.span.file}:{d.span.line}:{d.span.col}: error: ")
+            if d.span.file == NAME:  # the quoted line is the one the position names, as written
+                lines = text.split("\n")
+                quoted = lines[d.span.line - 1].removesuffix("\r") if d.span.line <= len(lines) else ""
+                if quoted:
+                    assert rendered.split("\n")[1] == quoted.expandtabs(4)
         outcome = "error"
     else:
         verify(net.ir)
