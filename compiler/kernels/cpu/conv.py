@@ -13,8 +13,9 @@ Conventions shared by every CPU kernel family (``compiler/kernels/cpu/<family>.p
   (``np.empty(0, dtype)``); its gradient output is then a zero-length array too.
 - Output sizes are the caller's business (floor or ceil mode); windows reaching past the padded input are
   handled here by treating everything outside the real input as zero padding.
-- Scratch memory is a 1-D workspace ``ws`` owned by the caller's buffer plan; the pure-Python helpers
-  ``conv2d_workspace_size`` / ``conv2d_backward_workspace_size`` give the element count it must hold.
+- Scratch memory is a 1-D workspace ``ws`` (same dtype as ``x``, contents irrelevant, may be larger than
+  needed) owned by the caller's buffer plan; the pure-Python helpers ``conv2d_workspace_size`` /
+  ``conv2d_backward_workspace_size`` give the element count it must hold (0 is fine: pass ``np.empty(0)``).
 
 Strategy: per sample and group, im2col into ``ws`` then one BLAS GEMM (``np.dot`` with ``out=``) straight into
 the output block, so the heavy work runs in BLAS on contiguous operands. A 1x1, stride-1, unpadded conv needs
