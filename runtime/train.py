@@ -206,7 +206,8 @@ def train(net_or_path: Any, data: Any = None, epochs: int | None = None, steps: 
     _say(progress, f"  data {s.dataset.name}: {len(s.train):,} training"
          + (f" / {len(s.val):,} validation" if s.val is not None else ", no validation")
          + f" {'windows' if s.dataset.name.startswith('text') else 'examples'} → ({fields})")
-    span = f"{cfg.steps:,} steps" if cfg.steps is not None else f"{cfg.epochs} epochs = {total:,} steps"
+    span = (f"{cfg.steps:,} steps" if cfg.steps is not None
+            else f"{cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''} = {total:,} steps")
     _say(progress, f"  {opt.describe()}, schedule {sched.describe()}, batch {cfg.batch}, {span}, seed {cfg.seed}"
          + (f", clip {cfg.clip:g}" if cfg.clip else "") + (f", augment {s.augment.text}" if s.augment else ""))
     if cfg.defaulted:

@@ -157,3 +157,76 @@ def test_lenet5_on_digits_shortened(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert code == 0
     rec = json.loads((tmp_path / "lenet" / "metrics.jsonl").read_text().splitlines()[-1])
     assert rec["val_accuracy"] >= 0.85, rec
+
+
+def test_ctrl_c_checkpoints_mid_epoch_and_resume_is_exact(mlp_spec: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+
+    from netdsl.runtime.data import Batcher
+
+    netdsl.train(str(mlp_spec), epochs=2, out=tmp_path / "s", progress=False)
+    real_get = Batcher.get
+
+    def get(self: Batcher, epoch: int, pos: int, step: int) -> dict[str, np.ndarray]:
+        if step == 5:
+            os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C during step 5
+        return real_get(self, epoch, pos, step)
+
+    monkeypatch.setattr(Batcher, "get", get)
+    with pytest.raises(KeyboardInterrupt, match="stopped at step 6"):
+        netdsl.train(str(mlp_spec), epochs=2, out=tmp_path / "r", progress=False)
+    monkeypatch.undo()
+    man, _, _ = ckpt.load(tmp_path / "r")
+    assert man["step"] == 6 and man["position"] == 6 * 32
+    netdsl.train(str(mlp_spec), out=tmp_path / "r", resume=True, progress=False)
+    a, b = params_of(tmp_path / "s"), params_of(tmp_path / "r")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_augmented_images_and_a_validation_file(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 3, 8, 8)).astype(np.float32)
+    y = (x[:, 0].mean(axis=(1, 2)) > 0.5).astype(np.int64)
+    np.savez(tmp_path / "train.npz", x=x, y=y)
+    np.savez(tmp_path / "val.npz", x=x[:10], y=y[:10])
+    spec = tmp_path / "cnn.net"
+    spec.write_text("""
+network Tiny(classes=2) {
+    input image: [3, 8, 8]
+    input label: int[]
+    logits = image -> conv(4, kernel=3, pad=1) -> relu -> global_avgpool -> dense(classes)
+    output logits
+    loss cross_entropy(logits, label)
+}
+train Tiny {
+    data    npz("train.npz")
+    val     "val.npz"
+    augment crop(pad=2), flip, normalize(mean=[0.5, 0.5, 0.5], std=0.25)
+    batch   8
+    epochs  2
+}
+""", encoding="utf-8")
+    h1 = netdsl.train(str(spec), out=tmp_path / "a", progress=False)
+    h2 = netdsl.train(str(spec), out=tmp_path / "b", progress=False)
+    assert h1[-1]["val_loss"] == h2[-1]["val_loss"] and [h["step"] for h in h1] == [5, 10]
+    man, _, _ = ckpt.load(tmp_path / "a")
+    assert man["config"]["val"] == "val.npz" and [a["name"] for a in man["config"]["augment"]] == [
+        "crop", "flip", "normalize"]
+
+
+def test_plain_progress_lines_without_tqdm(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    from netdsl.runtime.metrics import Progress
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # `from tqdm import tqdm` raises ImportError
+    bar = Progress(total=4, enabled=True)
+    assert bar.bar is None
+    for _ in range(4):
+        bar.update(0.5, 1234.0, 0)
+    bar.write("a line")
+    bar.close()
+    out = capsys.readouterr()
+    assert "step 4/4 (epoch 1): loss 0.5000, 1,234 examples/s, ETA 0:00" in out.err and "a line" in out.out
