@@ -126,7 +126,7 @@ def check_call(v: Any, table: dict[str, tuple[list[str], set[str]]], what: str, 
         named[k] = val
     missing = required - set(named)
     if missing:
-        raise SpecError(Diagnostic(v.span or span, f"{v.name} needs the argument '{sorted(missing)[0]}'"))
+        raise SpecError(Diagnostic(v.span or span, f"{v.name} needs the argument '{min(missing)}'"))
     return CallSpec(v.name, (), named, v.span or span)
 
 
@@ -220,13 +220,20 @@ def parse_call(text: str, what: str, table: dict[str, tuple[list[str], set[str]]
     """Parse a command-line value like `adamw(lr=1e-3)` with the spec grammar's expression syntax."""
     from .parser import parse
 
+    unreadable = SpecError(Diagnostic(None, f"cannot read the {what} '{text}'",
+                                      "write it on one line as in a recipe, e.g. adamw(lr=1e-3)"))
+    if "\n" in text or "\r" in text:  # one value, never more recipe text
+        raise unreadable
     src = f"train _ {{\n    x {text}\n}}\n"
     try:
         mod = parse(src, f"<{what}>")
     except SpecError:
-        raise SpecError(Diagnostic(None, f"cannot read the {what} '{text}'",
-                                   "write it as in a recipe, e.g. adamw(lr=1e-3)")) from None
-    (entry,) = mod.trains[0].entries
-    if len(entry.values) != 1:
-        raise SpecError(Diagnostic(None, f"cannot read the {what} '{text}'"))
-    return check_call(literal(entry.values[0]), table, what, entry.span)
+        raise unreadable from None
+    entries = [e for t in mod.trains for e in t.entries]
+    if len(entries) != 1 or len(entries[0].values) != 1 or entries[0].names:
+        raise unreadable
+    try:
+        return check_call(literal(entries[0].values[0]), table, what, entries[0].span)
+    except SpecError as err:  # positions in the wrapped text mean nothing to the user: name the flag's value
+        d = err.diagnostics[0]
+        raise SpecError(Diagnostic(None, f"{what} '{text}': {d.message}", d.hint)) from None

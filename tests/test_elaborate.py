@@ -496,3 +496,19 @@ def test_the_quoted_line_is_the_line_the_parser_counts():
         lines = str(error(text)).split("\n")
         assert lines[0].startswith("t.net:3:21: error: ")
         assert lines[1:3] == ["    output z = x -> dense(0)", " " * 20 + "^" * 8]
+
+
+def test_a_command_line_call_is_one_value():
+    # was: internal error (ValueError: too many values to unpack) for `--optimizer 'sgd(lr=0.1); y 3'`, and recipe
+    # text after a newline was silently accepted
+    from netdsl.recipe import OPTIMIZERS, parse_call
+
+    assert str(parse_call("adamw(lr=1e-3)", "optimizer", OPTIMIZERS)) == "adamw(lr=0.001)"
+    for text in ("sgd(lr=0.1); y 3", "sgd(lr=0.1)\n    y 3", "sgd\n}\ntrain B {\n    z 1", "sgd as (a, b)", ""):
+        with pytest.raises(SpecError, match="cannot read the optimizer"):
+            parse_call(text, "optimizer", OPTIMIZERS)
+    with pytest.raises(SpecError) as info:
+        parse_call("adamm(lr=1)", "optimizer", OPTIMIZERS)
+    d = info.value.diagnostics[0]
+    assert (d.span, d.message, d.hint) == (None, "optimizer 'adamm(lr=1)': unknown optimizer 'adamm'",
+                                           "did you mean 'adam'?")
