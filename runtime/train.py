@@ -70,7 +70,8 @@ def prepare(net_or_path: Any, config_args: dict[str, Any], params: dict[str, Any
     if config.data is None:
         raise SpecError(Diagnostic(recipe.span if recipe else None, "no data to train on",
                                    "give --data (e.g. --data 'digits(size=32)') or a data line in the recipe"))
-    call = resolve_path(config.data, info.path.parent if info else None)
+    spec_dir = info.path.parent if info else (Path(net_or_path.source).parent if net_or_path.source else None)
+    call = resolve_path(config.data, spec_dir)
     ds = open_dataset(call, tokens)
     if isinstance(net_or_path, netdsl.Net):
         net = net_or_path
@@ -79,7 +80,7 @@ def prepare(net_or_path: Any, config_args: dict[str, Any], params: dict[str, Any
         given = {k: v for k, v in (preset or {}).items() if k in info.params}
         given.update(params)
         net = netdsl.load(info.path, network=info.network, **given, **auto_values(info, ds, given))
-    train_ds, val_ds = split(ds, config.val, tokens, info.path.parent if info else None)
+    train_ds, val_ds = split(ds, config.val, tokens, spec_dir)
     bound = bind(train_ds, net, config.fields or None)
     vbound = bind(val_ds, net, config.fields or None) if val_ds is not None else None
     if len(bound) == 0:

@@ -230,3 +230,12 @@ def test_plain_progress_lines_without_tqdm(monkeypatch: pytest.MonkeyPatch, caps
     bar.close()
     out = capsys.readouterr()
     assert "step 4/4 (epoch 1): loss 0.5000, 1,234 examples/s, ETA 0:00" in out.err and "a line" in out.out
+
+
+def test_train_a_loaded_net_as_the_interface_shows(mlp_spec: Path, tmp_path: Path) -> None:
+    net = netdsl.load(mlp_spec, classes=3)
+    history = netdsl.train(net, data=f'npz("{mlp_spec.parent / "blobs.npz"}")', epochs=1, batch=30,
+                           out=tmp_path / "run", progress=False)
+    assert [h["step"] for h in history] == [9] and history[0]["val_accuracy"] is not None
+    with pytest.raises(netdsl.SpecError, match="cannot be overridden on a loaded Net"):
+        netdsl.train(net, classes=4, progress=False)
