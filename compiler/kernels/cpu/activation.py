@@ -1,7 +1,7 @@
 """Activation kernels: relu, leaky_relu, sigmoid, tanh, gelu (exact), softmax, identity, dropout.
 
 Conventions (shared by every family in ``compiler/kernels/cpu``):
-- ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True)``, write into preallocated outputs and return
+- ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True, error_model="numpy")``, write into preallocated outputs and return
   nothing. Arrays are C-contiguous, float32 or float64 (one dtype per call).
 - Backward kernels OVERWRITE their gradient outputs (fan-out accumulation is the caller's job).
 - Pointwise kernels accept arrays of any rank (all operands the same shape) and walk them flat.
@@ -26,7 +26,7 @@ _SQRT1_2 = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def relu_forward(x, out):
     # x (...) -> out (...)
     xf = x.reshape(x.size)
@@ -36,7 +36,7 @@ def relu_forward(x, out):
         of[i] = 0.0 if v <= 0 else v  # NaN propagates, as in PyTorch
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def relu_backward(gout, y, gx):
     # gout, y = forward output (...) -> gx (...)
     gf = gout.reshape(gout.size)
@@ -46,7 +46,7 @@ def relu_backward(gout, y, gx):
         xf[i] = gf[i] if yf[i] > 0 else 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def leaky_relu_forward(x, a, out):
     # x (...), a = negative slope -> out (...)
     xf = x.reshape(x.size)
@@ -56,7 +56,7 @@ def leaky_relu_forward(x, a, out):
         of[i] = v if v > 0 else a * v
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def leaky_relu_backward(gout, x, a, gx):
     # gout, x = forward input (...) -> gx (...)
     gf = gout.reshape(gout.size)
@@ -66,7 +66,7 @@ def leaky_relu_backward(gout, x, a, gx):
         of[i] = gf[i] if xf[i] > 0 else a * gf[i]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def sigmoid_forward(x, out):
     # x (...) -> out (...); the two branches keep exp from overflowing
     xf = x.reshape(x.size)
@@ -80,7 +80,7 @@ def sigmoid_forward(x, out):
             of[i] = e / (1.0 + e)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def sigmoid_backward(gout, y, gx):
     # gout, y = forward output (...) -> gx (...)
     gf = gout.reshape(gout.size)
@@ -90,7 +90,7 @@ def sigmoid_backward(gout, y, gx):
         of[i] = gf[i] * yf[i] * (1.0 - yf[i])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def tanh_forward(x, out):
     # x (...) -> out (...)
     xf = x.reshape(x.size)
@@ -99,7 +99,7 @@ def tanh_forward(x, out):
         of[i] = math.tanh(xf[i])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def tanh_backward(gout, y, gx):
     # gout, y = forward output (...) -> gx (...)
     gf = gout.reshape(gout.size)
@@ -109,7 +109,7 @@ def tanh_backward(gout, y, gx):
         of[i] = gf[i] * (1.0 - yf[i] * yf[i])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def gelu_forward(x, out):
     # x (...) -> out (...); exact GELU x * Phi(x) with erf, not the tanh approximation
     xf = x.reshape(x.size)
@@ -119,7 +119,7 @@ def gelu_forward(x, out):
         of[i] = 0.5 * v * (1.0 + math.erf(v * _SQRT1_2))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def gelu_backward(gout, x, gx):
     # gout, x = forward input (...) -> gx (...); d/dx = Phi(x) + x * phi(x)
     gf = gout.reshape(gout.size)
@@ -132,19 +132,19 @@ def gelu_backward(gout, x, gx):
         of[i] = gf[i] * (cdf + v * pdf)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def identity_forward(x, out):
     # x (...) -> out (...)
     out.reshape(out.size)[:] = x.reshape(x.size)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def identity_backward(gout, gx):
     # gout (...) -> gx (...)
     gx.reshape(gx.size)[:] = gout.reshape(gout.size)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _softmax_fwd_line(x, a, i, out):
     # one line x[a, :, i]; the max is subtracted so exp cannot overflow
     L = x.shape[1]
@@ -161,14 +161,14 @@ def _softmax_fwd_line(x, a, i, out):
         out[a, j, i] *= r
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def _softmax_fwd_par(x, out):
     I = x.shape[2]
     for ai in prange(x.shape[0] * I):
         _softmax_fwd_line(x, ai // I, ai % I, out)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def softmax_forward(x, out):
     # x (A, L, I) -> out (A, L, I), normalised over L
     if x.size >= _PAR_MIN:
@@ -179,7 +179,7 @@ def softmax_forward(x, out):
             _softmax_fwd_line(x, a, i, out)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _softmax_bwd_line(gout, y, a, i, gx):
     # gx = y * (g - sum_L g*y)
     L = y.shape[1]
@@ -190,14 +190,14 @@ def _softmax_bwd_line(gout, y, a, i, gx):
         gx[a, j, i] = y[a, j, i] * (gout[a, j, i] - s)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def _softmax_bwd_par(gout, y, gx):
     I = y.shape[2]
     for ai in prange(y.shape[0] * I):
         _softmax_bwd_line(gout, y, ai // I, ai % I, gx)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def softmax_backward(gout, y, gx):
     # gout, y = forward output (A, L, I) -> gx (A, L, I)
     if y.size >= _PAR_MIN:
@@ -208,7 +208,7 @@ def softmax_backward(gout, y, gx):
             _softmax_bwd_line(gout, y, a, i, gx)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _splitmix(z):
     # splitmix64 finaliser: a bijective avalanche on uint64 (wrapping arithmetic)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -216,7 +216,7 @@ def _splitmix(z):
     return z ^ (z >> np.uint64(31))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def dropout_key(seed, step, node_id):
     # one 64-bit stream key per (seed, step, node); chained so that no two fields can cancel
     k = _splitmix(np.uint64(seed) + np.uint64(0x9E3779B97F4A7C15))
@@ -224,14 +224,14 @@ def dropout_key(seed, step, node_id):
     return _splitmix(k ^ np.uint64(node_id))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def dropout_uniform(key, i):
     # uniform in [0, 1) for element i: 53 high bits of splitmix64 at stream position i
     h = _splitmix(key + (np.uint64(i) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15))
     return np.float64(h >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def dropout_forward(x, p, seed, step, node_id, out):
     # x (...) -> out (...); element i kept iff uniform(seed, step, node_id, i) >= p, then scaled by 1/(1-p)
     xf = x.reshape(x.size)
@@ -242,7 +242,7 @@ def dropout_forward(x, p, seed, step, node_id, out):
         of[i] = xf[i] * scale if dropout_uniform(key, i) >= p else 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def dropout_backward(gout, p, seed, step, node_id, gx):
     # gout (...) -> gx (...), the same mask regenerated from (seed, step, node_id)
     gf = gout.reshape(gout.size)

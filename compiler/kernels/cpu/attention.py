@@ -1,7 +1,7 @@
 """Multi-head scaled dot-product attention with its q/k/v/out projections: forward and backward.
 
 Conventions (shared by every family in ``compiler/kernels/cpu``):
-- ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True)``, write into preallocated outputs and return
+- ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True, error_model="numpy")``, write into preallocated outputs and return
   nothing. Arrays are C-contiguous, batch axis first; float32 or float64 (one dtype per call, ``ws`` included).
 - Backward kernels OVERWRITE their gradient outputs; ``need_gq`` / ``need_gk`` / ``need_gv`` skip input
   gradients nobody uses (the output is then a zero-size ``(0, 0, 0)`` placeholder). Weight and bias
@@ -52,7 +52,7 @@ def attention_backward_workspace_size(B, Tq, Tk, D, heads):
     return B * Tq * D + 2 * B * Tk * D + 3 * Tq * dk + 4 * Tk * dk + Tq * Tk
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _check(B, Tq, Tk, D, heads, causal, wk, wv, wo):
     if heads <= 0 or D % heads != 0:
         raise ValueError("attention: width not divisible by heads")
@@ -62,7 +62,7 @@ def _check(B, Tq, Tk, D, heads, causal, wk, wv, wo):
         raise ValueError("attention: projection widths disagree with q's")
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _project(x, w, b, out):
     # x (N, Din), w (D, Din), b (D,) or (0,) -> out (N, D) = x @ w.T + b
     np.dot(x, w.T, out)
@@ -73,7 +73,7 @@ def _project(x, w, b, out):
                 out[n, j] += b[j]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _colsum(g, gb):
     # g (N, D) -> gb (D,) = sum over rows (skipped for an absent bias)
     if gb.shape[0] > 0:
@@ -85,7 +85,7 @@ def _colsum(g, gb):
                 gb[j] += g[n, j]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _get_head(src, b, h, dst):
     # src (B, T, D), dst (T, dk) = src[b, :, h*dk:(h+1)*dk] made contiguous for BLAS
     T, dk = dst.shape
@@ -97,7 +97,7 @@ def _get_head(src, b, h, dst):
             d[j] = s[c0 + j]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _put_head(src, b, h, dst):
     # src (T, dk) -> dst[b, :, h*dk:(h+1)*dk], dst (B, T, D)
     T, dk = src.shape
@@ -109,7 +109,7 @@ def _put_head(src, b, h, dst):
             d[c0 + j] = s[j]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def attention_forward(q_in, k_in, v_in, wq, bq, wk, bk, wv, bv, wo, bo, heads, causal,
                       out, saveQ, saveK, saveV, saveP, saveCtx, ws):
     # q_in (B, Tq, Dq), k_in (B, Tk, Dk), v_in (B, Tk, Dv); wq (D, Dq), wk (D, Dk), wv (D, Dv), wo (D, D),
@@ -160,7 +160,7 @@ def attention_forward(q_in, k_in, v_in, wq, bq, wk, bk, wv, bv, wo, bo, heads, c
     _project(saveCtx.reshape(B * Tq, D), wo, bo, out.reshape(B * Tq, D))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def attention_backward(gout, q_in, k_in, v_in, wq, wk, wv, wo, heads, saveQ, saveK, saveV, saveP, saveCtx,
                        gq_in, gk_in, gv_in, gwq, gbq, gwk, gbk, gwv, gbv, gwo, gbo,
                        need_gq, need_gk, need_gv, ws):

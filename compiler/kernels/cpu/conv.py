@@ -2,7 +2,7 @@
 
 Conventions shared by every CPU kernel family (``compiler/kernels/cpu/<family>.py``):
 
-- ``<op>_forward(...)`` / ``<op>_backward(...)`` are ``@njit(cache=True)`` and write into preallocated
+- ``<op>_forward(...)`` / ``<op>_backward(...)`` are ``@njit(cache=True, error_model="numpy")`` and write into preallocated
   output arrays passed by the caller; they return nothing (losses return their scalar value).
 - All arrays are C-contiguous with the batch axis first. Every kernel accepts float32 or float64 (one
   dispatcher, compiled per dtype; float64 is what the gradient checks use); integer arrays are int64.
@@ -49,13 +49,13 @@ def conv2d_backward_workspace_size(C, K, kh, kw, P, Q, groups=1, stride_h=1, str
 _PAR_MIN = 1 << 15
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _cdiv(a, b):
     # ceiling division that is right for negative numerators too (Python's // floors)
     return -((-a) // b)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _im2col_row(xb, r, c0, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols):
     # row r = (c, i, j) of cols (Cg*kh*kw, P*Q): x[c0+c, p*sh - ph + i*dh, q*sw - pw + j*dw], 0 outside
     H = xb.shape[1]
@@ -82,13 +82,13 @@ def _im2col_row(xb, r, c0, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols):
             cols[r, base + q] = 0.0
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def _im2col_par(xb, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols):
     for r in prange(Cg * kh * kw):
         _im2col_row(xb, r, c0, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _im2col(xb, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols):
     # xb (C, H, W) one sample -> cols (Cg*kh*kw, P*Q) for channels c0 .. c0+Cg-1
     if cols.size >= _PAR_MIN:
@@ -98,7 +98,7 @@ def _im2col(xb, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols):
             _im2col_row(xb, r, c0, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _col2im_channel(gcols, c, c0, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gxb):
     # adds rows (c, :, :) of gcols into channel c0+c of gxb (C, H, W)
     H = gxb.shape[1]
@@ -119,14 +119,14 @@ def _col2im_channel(gcols, c, c0, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gxb):
                     gc[h, q * sw + off] += gcols[r, base + q]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def _col2im_par(gcols, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gxb):
     # one channel per thread, so no write races
     for c in prange(Cg):
         _col2im_channel(gcols, c, c0, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gxb)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _col2im(gcols, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gxb):
     # adds gcols (Cg*kh*kw, P*Q) back into gxb (C, H, W), channels c0 .. c0+Cg-1
     if gcols.size >= _PAR_MIN:
@@ -136,7 +136,7 @@ def _col2im(gcols, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gxb):
             _col2im_channel(gcols, c, c0, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gxb)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def conv2d_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, out, ws):
     # x (B, C, H, W), w (K, C/g, kh, kw), b (K,) or (0,) -> out (B, K, P, Q); ws >= conv2d_workspace_size
     B, C, H, W = x.shape
@@ -165,7 +165,7 @@ def conv2d_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, grou
                     on[k, s] += bk
 
 
-@njit(cache=True, fastmath={"reassoc", "contract"})
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
 def _bias_grad(gout, gb):
     # gb[k] = sum of gout[:, k]; reassociation lets the sum vectorise (NaN/inf semantics unchanged)
     B, K, P, Q = gout.shape
@@ -179,7 +179,7 @@ def _bias_grad(gout, gb):
         gb[k] = acc
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def conv2d_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups,
                     gx, gw, gb, need_gx, need_gw, ws):
     # gout (B, K, P, Q), x (B, C, H, W), w (K, C/g, kh, kw) -> gx like x, gw like w, gb (K,) or (0,)

@@ -1,7 +1,7 @@
 """Linear kernels: dense (x @ w.T + b) and batched matmul — forward and backward.
 
 Conventions (shared by every family in ``compiler/kernels/cpu``):
-- ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True)``, write into preallocated outputs and return
+- ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True, error_model="numpy")``, write into preallocated outputs and return
   nothing. Arrays are C-contiguous, batch axis first; float32 or float64 (one dtype per call).
 - Backward kernels OVERWRITE their gradient outputs; ``need_*`` flags skip gradients nobody uses (their
   output may then be a zero-size placeholder of the right rank).
@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def dense_forward(x, w, b, out):
     # x (N, in), w (out, in), b (out,) or (0,) -> out (N, out)
     np.dot(x, w.T, out)
@@ -26,7 +26,7 @@ def dense_forward(x, w, b, out):
                 out[n, j] += b[j]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def dense_backward(gout, x, w, gx, gw, gb, need_gx, need_gw):
     # gout (N, out), x (N, in), w (out, in) -> gx (N, in), gw (out, in), gb (out,) or (0,)
     if need_gx:
@@ -42,7 +42,7 @@ def dense_backward(gout, x, w, gx, gw, gb, need_gx, need_gw):
                 gb[j] += gout[n, j]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def matmul_forward(a, b, out):
     # a (Ba, M, K), b (Bb, K, N) -> out (B, M, N); Ba or Bb may be 1 (that operand is shared by every batch)
     B = out.shape[0]
@@ -50,7 +50,7 @@ def matmul_forward(a, b, out):
         np.dot(a[0 if a.shape[0] == 1 else i], b[0 if b.shape[0] == 1 else i], out[i])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def matmul_backward(gout, a, b, ga, gb, need_ga, need_gb, ws):
     # gout (B, M, N), a (Ba, M, K), b (Bb, K, N) -> ga like a, gb like b (summed over the batch when shared)
     # ws: scratch for a shared operand's per-batch term, matmul_backward_workspace_size elements

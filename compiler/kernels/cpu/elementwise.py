@@ -1,7 +1,7 @@
 """Elementwise kernels: add, sub, mul, div with numpy broadcasting, and unary neg — forward and backward.
 
 Conventions (shared by every family in ``compiler/kernels/cpu``):
-- ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True)``, write into preallocated outputs and return
+- ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True, error_model="numpy")``, write into preallocated outputs and return
   nothing. Arrays are C-contiguous, float32 or float64 (one dtype per call).
 - Backward kernels OVERWRITE their gradient outputs; ``need_ga`` / ``need_gb`` skip an unused one (its output
   may then be a zero-size placeholder).
@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _geometry(out, a, b):
     # -> n (5,) sizes, sa/sb (5,) element strides (0 = broadcast), right-aligned, adjacent axes merged
     # where both operands (and the contiguous output) can walk them as one
@@ -64,7 +64,7 @@ def _geometry(out, a, b):
     return n, sa, sb
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _offset(r, n, s):
     # element offset of row r (an index over axes 0..3 of n) in an operand with strides s
     o = 0
@@ -74,7 +74,7 @@ def _offset(r, n, s):
     return o
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def add_forward(a, b, out):
     # a, b (broadcastable, rank-matched) -> out = a + b (broadcast shape)
     af, bf, of = a.reshape(a.size), b.reshape(b.size), out.reshape(out.size)
@@ -90,7 +90,7 @@ def add_forward(a, b, out):
             of[oo + i] = af[oa + i * a4] + bf[ob + i * b4]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def sub_forward(a, b, out):
     # a, b (broadcastable, rank-matched) -> out = a - b
     af, bf, of = a.reshape(a.size), b.reshape(b.size), out.reshape(out.size)
@@ -106,7 +106,7 @@ def sub_forward(a, b, out):
             of[oo + i] = af[oa + i * a4] - bf[ob + i * b4]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def mul_forward(a, b, out):
     # a, b (broadcastable, rank-matched) -> out = a * b
     af, bf, of = a.reshape(a.size), b.reshape(b.size), out.reshape(out.size)
@@ -122,7 +122,7 @@ def mul_forward(a, b, out):
             of[oo + i] = af[oa + i * a4] * bf[ob + i * b4]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def div_forward(a, b, out):
     # a, b (broadcastable, rank-matched) -> out = a / b
     af, bf, of = a.reshape(a.size), b.reshape(b.size), out.reshape(out.size)
@@ -138,7 +138,7 @@ def div_forward(a, b, out):
             of[oo + i] = af[oa + i * a4] / bf[ob + i * b4]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _sum_into(gout, t, which, sign, n, sa, sb):
     # t (flat, a's or b's size) = sign * sum of gout over that operand's broadcast axes
     gf = gout.reshape(gout.size)
@@ -155,7 +155,7 @@ def _sum_into(gout, t, which, sign, n, sa, sb):
             t[ot + i * t4] += sign * gf[oo + i]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def add_backward(gout, a, b, ga, gb, need_ga, need_gb):
     # gout (out shape), a, b (their own shapes) -> ga like a, gb like b
     n, sa, sb = _geometry(gout, a, b)
@@ -165,7 +165,7 @@ def add_backward(gout, a, b, ga, gb, need_ga, need_gb):
         _sum_into(gout, gb.reshape(gb.size), 1, 1.0, n, sa, sb)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def sub_backward(gout, a, b, ga, gb, need_ga, need_gb):
     # gout (out shape), a, b -> ga = sum(g), gb = -sum(g) over broadcast axes
     n, sa, sb = _geometry(gout, a, b)
@@ -175,7 +175,7 @@ def sub_backward(gout, a, b, ga, gb, need_ga, need_gb):
         _sum_into(gout, gb.reshape(gb.size), 1, -1.0, n, sa, sb)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _mul_grad(gout, other, t, so, st, n):
     # t (flat) = sum over t's broadcast axes of gout * other; so/st: strides of other / of t
     gf = gout.reshape(gout.size)
@@ -192,7 +192,7 @@ def _mul_grad(gout, other, t, so, st, n):
             t[ot + i * t4] += gf[oo + i] * xf[ox + i * x4]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def mul_backward(gout, a, b, ga, gb, need_ga, need_gb):
     # gout (out shape), a, b -> ga = sum(g * b), gb = sum(g * a) over broadcast axes
     n, sa, sb = _geometry(gout, a, b)
@@ -202,7 +202,7 @@ def mul_backward(gout, a, b, ga, gb, need_ga, need_gb):
         _mul_grad(gout, a, gb.reshape(gb.size), sa, sb, n)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def div_backward(gout, a, b, ga, gb, need_ga, need_gb):
     # gout (out shape), a, b -> ga = sum(g / b), gb = sum(-g * a / b^2) over broadcast axes
     n, sa, sb = _geometry(gout, a, b)
@@ -237,7 +237,7 @@ def div_backward(gout, a, b, ga, gb, need_ga, need_gb):
                     t[ob + i * b4] -= gf[oo + i] * af[oa + i * a4] / (bv * bv)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def neg_forward(x, out):
     # x (...) -> out = -x (...), unary minus
     xf = x.reshape(x.size)
@@ -246,7 +246,7 @@ def neg_forward(x, out):
         of[i] = -xf[i]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def neg_backward(gout, gx):
     # gout (...) -> gx = -gout (...)
     gf = gout.reshape(gout.size)

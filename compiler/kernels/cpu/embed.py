@@ -1,7 +1,7 @@
 """Token and position kernels: embedding, unembed (tied logits), positional_encoding, positional_embedding.
 
 Conventions (shared by every family in ``compiler/kernels/cpu``):
-- ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True)``, write into preallocated outputs and return
+- ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True, error_model="numpy")``, write into preallocated outputs and return
   nothing. Arrays are C-contiguous, batch axis first; float32 or float64 (one dtype per call); token ids are
   int64.
 - Backward kernels OVERWRITE their gradient outputs; ``need_*`` flags skip gradients nobody uses (their
@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def embedding_forward(ids, w, out):
     # ids (N,) int64, w (V, D) -> out (N, D) = w[ids]
     N = ids.shape[0]
@@ -39,7 +39,7 @@ def embedding_forward(ids, w, out):
             o[d] = wr[d]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def embedding_backward(gout, ids, gw):
     # gout (N, D), ids (N,) int64 -> gw (V, D): zeroed, then row ids[n] += gout[n] (repeated ids add up)
     N = ids.shape[0]
@@ -57,13 +57,13 @@ def embedding_backward(gout, ids, gw):
             r[d] += g[d]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def unembed_forward(x, w, out):
     # x (N, D), w (V, D) = the tied embedding's weight -> out (N, V) = x @ w.T
     np.dot(x, w.T, out)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def unembed_backward(gout, x, w, gx, gw, need_gx, need_gw):
     # gout (N, V), x (N, D), w (V, D) -> gx (N, D), gw (V, D) (this use's share only: the caller adds it to
     # the embedding's weight gradient)
@@ -73,7 +73,7 @@ def unembed_backward(gout, x, w, gx, gw, need_gx, need_gw):
         np.dot(gout.T, x, gw)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _sinusoid_fill(table):
     # table (T, D) float64: PE(pos, 2i) = sin(pos / 10000^(2i/D)), PE(pos, 2i+1) = cos(pos / 10000^(2i/D))
     T, D = table.shape
@@ -91,7 +91,7 @@ def sinusoid_table(T, D):
     return table
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def positional_encoding_forward(x, out):
     # x (B, T, D) -> out (B, T, D) = x + PE[:T]; out may alias x. The table row is computed once per step
     # (in float64) and added to every batch row, so the cost is T*D transcendentals whatever B is.
@@ -111,13 +111,13 @@ def positional_encoding_forward(x, out):
                 o[d] = xr[d] + row[d]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def positional_encoding_backward(gout, gx):
     # gout (B, T, D) -> gx (B, T, D) = gout (the table is a constant)
     gx.reshape(gx.size)[:] = gout.reshape(gout.size)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def positional_embedding_forward(x, table, out):
     # x (B, T, D), table (max_len, D) -> out (B, T, D) = x + table[:T]; out may alias x
     B, T, D = x.shape
@@ -132,7 +132,7 @@ def positional_embedding_forward(x, table, out):
                 o[d] = xr[d] + tr[d]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def positional_embedding_backward(gout, gx, gtable, need_gx):
     # gout (B, T, D) -> gx (B, T, D) = gout, gtable (max_len, D): rows < T the batch sum of gout, the rest 0
     B, T, D = gout.shape

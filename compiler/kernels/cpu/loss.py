@@ -1,7 +1,7 @@
 """Loss kernels: cross_entropy (softmax fused, label smoothing, ignore index) and mse — forward and backward.
 
 Conventions (shared by every family in ``compiler/kernels/cpu``):
-- ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True)`` and write into preallocated outputs; a loss
+- ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True, error_model="numpy")`` and write into preallocated outputs; a loss
   forward returns its value as a float64 scalar (sums are accumulated in float64). Arrays are C-contiguous,
   float32 or float64 (one dtype per call); labels are int64.
 - Backward kernels OVERWRITE their gradient outputs and take the upstream gradient of the scalar loss
@@ -25,7 +25,7 @@ from numba import njit
 _REASSOC = {"reassoc", "contract"}
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _count(labels, ignore_index):
     c = 0
     for n in range(labels.shape[0]):
@@ -34,7 +34,7 @@ def _count(labels, ignore_index):
     return c
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def cross_entropy_forward(logits, labels, smoothing, ignore_index, probs):
     # logits (N, V), labels (N,) int64 -> probs (N, V); returns the mean loss over non-ignored rows
     N, V = logits.shape
@@ -72,7 +72,7 @@ def cross_entropy_forward(logits, labels, smoothing, ignore_index, probs):
     return total / count if count > 0 else 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def cross_entropy_backward(gloss, probs, labels, smoothing, ignore_index, glogits):
     # probs (N, V) saved by forward, labels (N,) int64 -> glogits (N, V) = gloss * (probs - target) / count
     N, V = probs.shape
@@ -92,7 +92,7 @@ def cross_entropy_backward(gloss, probs, labels, smoothing, ignore_index, glogit
         g[y] -= f * (1.0 - smoothing)
 
 
-@njit(cache=True, fastmath=_REASSOC)
+@njit(cache=True, error_model="numpy", fastmath=_REASSOC)
 def mse_forward(pred, target):
     # pred, target (...) alike; returns mean((pred - target)^2)
     pf = pred.reshape(pred.size)
@@ -104,7 +104,7 @@ def mse_forward(pred, target):
     return acc / pf.shape[0]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def mse_backward(gloss, pred, target, gpred, gtarget, need_gtarget):
     # pred, target (...) -> gpred = gloss * 2 (pred - target) / n, gtarget = -gpred (if needed)
     pf = pred.reshape(pred.size)

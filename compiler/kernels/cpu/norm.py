@@ -1,7 +1,7 @@
 """Normalisation kernels: lrn, batchnorm (train / eval), layernorm — forward and backward.
 
 Conventions (shared by every family in ``compiler/kernels/cpu``):
-- ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True)``, write into preallocated outputs and return
+- ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True, error_model="numpy")``, write into preallocated outputs and return
   nothing. Arrays are C-contiguous, batch axis first; float32 or float64 (one dtype per call). Statistics are
   accumulated in float64 whatever the dtype.
 - Backward kernels OVERWRITE their gradient outputs; ``need_gx=False`` skips the input gradient.
@@ -33,7 +33,7 @@ _PAR_MIN = 1 << 15
 _REASSOC = {"reassoc", "contract"}
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _lrn_fwd_sample(x, n, size, alpha, beta, k, out, scale):
     C, S = x.shape[1], x.shape[2]
     a = alpha / size
@@ -52,13 +52,13 @@ def _lrn_fwd_sample(x, n, size, alpha, beta, k, out, scale):
             out[n, c, s] = x[n, c, s] * sc[s] ** (-beta)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def _lrn_fwd_par(x, size, alpha, beta, k, out, scale):
     for n in prange(x.shape[0]):
         _lrn_fwd_sample(x, n, size, alpha, beta, k, out, scale)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def lrn_forward(x, size, alpha, beta, k, out, scale):
     # x (N, C, S) -> out (N, C, S), scale (N, C, S) = k + alpha/size * windowed sum of x^2 (saved for backward)
     if x.size >= _PAR_MIN:
@@ -68,7 +68,7 @@ def lrn_forward(x, size, alpha, beta, k, out, scale):
             _lrn_fwd_sample(x, n, size, alpha, beta, k, out, scale)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _lrn_bwd_sample(gout, x, out, scale, n, size, alpha, beta, gx):
     # d out[c'] / d x[c] = [c == c'] scale^-beta - 2 a beta x[c] out[c'] / scale[c'] for c in window(c')
     C, S = x.shape[1], x.shape[2]
@@ -86,13 +86,13 @@ def _lrn_bwd_sample(gout, x, out, scale, n, size, alpha, beta, gx):
             gc[s] = gout[n, c, s] * scale[n, c, s] ** (-beta) - coef * x[n, c, s] * gc[s]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def _lrn_bwd_par(gout, x, out, scale, size, alpha, beta, gx):
     for n in prange(x.shape[0]):
         _lrn_bwd_sample(gout, x, out, scale, n, size, alpha, beta, gx)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def lrn_backward(gout, x, out, scale, size, alpha, beta, gx):
     # gout, x, out (forward output), scale (saved) (N, C, S) -> gx (N, C, S)
     if x.size >= _PAR_MIN:
@@ -102,7 +102,7 @@ def lrn_backward(gout, x, out, scale, size, alpha, beta, gx):
             _lrn_bwd_sample(gout, x, out, scale, n, size, alpha, beta, gx)
 
 
-@njit(cache=True, fastmath=_REASSOC)
+@njit(cache=True, error_model="numpy", fastmath=_REASSOC)
 def _bn_train_channel(x, c, gamma, beta, eps, momentum, running_mean, running_var, update_stats,
                       out, save_mean, save_invstd):
     # two passes (mean, then centred squares) in float64: one-pass E[x^2]-E[x]^2 cancels badly
@@ -133,7 +133,7 @@ def _bn_train_channel(x, c, gamma, beta, eps, momentum, running_mean, running_va
         running_var[c] = (1.0 - momentum) * running_var[c] + momentum * unbiased
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def _bn_train_par(x, gamma, beta, eps, momentum, running_mean, running_var, update_stats, out, save_mean,
                   save_invstd):
     for c in prange(x.shape[1]):
@@ -141,7 +141,7 @@ def _bn_train_par(x, gamma, beta, eps, momentum, running_mean, running_var, upda
                           save_mean, save_invstd)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def batchnorm_forward_train(x, gamma, beta, eps, momentum, running_mean, running_var, update_stats,
                             out, save_mean, save_invstd):
     # x (N, C, S), gamma/beta/running_* (C,) -> out (N, C, S), save_mean/save_invstd (C,) for backward;
@@ -155,7 +155,7 @@ def batchnorm_forward_train(x, gamma, beta, eps, momentum, running_mean, running
                               save_mean, save_invstd)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def batchnorm_forward_eval(x, gamma, beta, running_mean, running_var, eps, out):
     # x (N, C, S), gamma/beta/running_* (C,) -> out (N, C, S) with the running statistics
     N, C, S = x.shape
@@ -167,7 +167,7 @@ def batchnorm_forward_eval(x, gamma, beta, running_mean, running_var, eps, out):
                 out[n, c, s] = x[n, c, s] * sc + sh
 
 
-@njit(cache=True, fastmath=_REASSOC)
+@njit(cache=True, error_model="numpy", fastmath=_REASSOC)
 def _bn_bwd_channel(gout, x, c, gamma, save_mean, save_invstd, gx, ggamma, gbeta, need_gx):
     N, S = x.shape[0], x.shape[2]
     m = N * S
@@ -192,13 +192,13 @@ def _bn_bwd_channel(gout, x, c, gamma, save_mean, save_invstd, gx, ggamma, gbeta
                 gx[n, c, s] = f * (gout[n, c, s] - mg - (x[n, c, s] - mean) * mgx)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def _bn_bwd_par(gout, x, gamma, save_mean, save_invstd, gx, ggamma, gbeta, need_gx):
     for c in prange(x.shape[1]):
         _bn_bwd_channel(gout, x, c, gamma, save_mean, save_invstd, gx, ggamma, gbeta, need_gx)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def batchnorm_backward(gout, x, gamma, save_mean, save_invstd, gx, ggamma, gbeta, need_gx):
     # train mode: gout, x (N, C, S), gamma/save_* (C,) -> gx (N, C, S), ggamma/gbeta (C,)
     if x.size >= _PAR_MIN:
@@ -208,7 +208,7 @@ def batchnorm_backward(gout, x, gamma, save_mean, save_invstd, gx, ggamma, gbeta
             _bn_bwd_channel(gout, x, c, gamma, save_mean, save_invstd, gx, ggamma, gbeta, need_gx)
 
 
-@njit(cache=True, fastmath=_REASSOC)
+@njit(cache=True, error_model="numpy", fastmath=_REASSOC)
 def batchnorm_backward_eval(gout, x, gamma, running_mean, running_var, eps, gx, ggamma, gbeta, need_gx):
     # eval mode (frozen statistics): gout, x (N, C, S), gamma/running_* (C,) -> gx (N, C, S), ggamma/gbeta (C,)
     N, C, S = x.shape
@@ -231,7 +231,7 @@ def batchnorm_backward_eval(gout, x, gamma, running_mean, running_var, eps, gx, 
                     gx[n, c, s] = f * gout[n, c, s]
 
 
-@njit(cache=True, fastmath=_REASSOC)
+@njit(cache=True, error_model="numpy", fastmath=_REASSOC)
 def _ln_fwd_row(x, n, gamma, beta, eps, out, save_mean, save_invstd):
     D = x.shape[1]
     has_w = gamma.shape[0] > 0
@@ -258,13 +258,13 @@ def _ln_fwd_row(x, n, gamma, beta, eps, out, save_mean, save_invstd):
         o[d] = v
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def _ln_fwd_par(x, gamma, beta, eps, out, save_mean, save_invstd):
     for n in prange(x.shape[0]):
         _ln_fwd_row(x, n, gamma, beta, eps, out, save_mean, save_invstd)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def layernorm_forward(x, gamma, beta, eps, out, save_mean, save_invstd):
     # x (N, D), gamma (D,) or (0,), beta (D,) or (0,) -> out (N, D), save_mean/save_invstd (N,)
     if x.size >= _PAR_MIN:
@@ -274,7 +274,7 @@ def layernorm_forward(x, gamma, beta, eps, out, save_mean, save_invstd):
             _ln_fwd_row(x, n, gamma, beta, eps, out, save_mean, save_invstd)
 
 
-@njit(cache=True, fastmath=_REASSOC)
+@njit(cache=True, error_model="numpy", fastmath=_REASSOC)
 def _ln_bwd_row(gout, x, n, gamma, save_mean, save_invstd, gx):
     # gx = inv * (gh - mean(gh) - xhat * mean(gh * xhat)), gh = gout * gamma
     D = x.shape[1]
@@ -294,13 +294,13 @@ def _ln_bwd_row(gout, x, n, gamma, save_mean, save_invstd, gx):
         gx[n, d] = inv * (gh - s1 - (x[n, d] - mean) * inv * s2)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def _ln_bwd_par(gout, x, gamma, save_mean, save_invstd, gx):
     for n in prange(x.shape[0]):
         _ln_bwd_row(gout, x, n, gamma, save_mean, save_invstd, gx)
 
 
-@njit(cache=True, fastmath=_REASSOC)
+@njit(cache=True, error_model="numpy", fastmath=_REASSOC)
 def layernorm_backward(gout, x, gamma, save_mean, save_invstd, gx, ggamma, gbeta, need_gx):
     # gout, x (N, D), gamma (D,) or (0,), save_* (N,) -> gx (N, D), ggamma (D,) or (0,), gbeta (D,) or (0,)
     N = x.shape[0]

@@ -1,7 +1,7 @@
 """Pooling kernels: maxpool2d, avgpool2d, global_avgpool — forward and backward.
 
 Conventions (shared by every family in ``compiler/kernels/cpu``):
-- ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True)``, write into preallocated outputs and return
+- ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True, error_model="numpy")``, write into preallocated outputs and return
   nothing. Arrays are C-contiguous, batch axis first; float32 or float64 (one dtype per call); integer
   arrays (argmax) are int64.
 - Backward kernels OVERWRITE their gradient outputs (fan-out accumulation is the caller's job).
@@ -26,7 +26,7 @@ _PAR_MIN = 1 << 15
 _REASSOC = {"reassoc", "contract"}
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _maxpool_plane(xc, kh, kw, stride_h, stride_w, pad_h, pad_w, oc, ac):
     # one (H, W) plane -> (P, Q) maxima and their flat indices
     H, W = xc.shape
@@ -55,7 +55,7 @@ def _maxpool_plane(xc, kh, kw, stride_h, stride_w, pad_h, pad_w, oc, ac):
             ac[p, q] = idx
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def _maxpool_par(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out, argmax):
     C = x.shape[1]
     for bc in prange(x.shape[0] * C):
@@ -64,7 +64,7 @@ def _maxpool_par(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out, argmax):
         _maxpool_plane(x[b, c], kh, kw, stride_h, stride_w, pad_h, pad_w, out[b, c], argmax[b, c])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def maxpool2d_forward(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out, argmax):
     # x (B, C, H, W) -> out (B, C, P, Q), argmax (B, C, P, Q) int64 flat index into x[b, c] (-1: empty window)
     if x.size >= _PAR_MIN:
@@ -75,7 +75,7 @@ def maxpool2d_forward(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out, argmax):
             _maxpool_plane(x[b, c], kh, kw, stride_h, stride_w, pad_h, pad_w, out[b, c], argmax[b, c])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def maxpool2d_backward(gout, argmax, gx):
     # gout (B, C, P, Q), argmax (B, C, P, Q) int64 -> gx (B, C, H, W); overlapping windows add up
     B, C, H, W = gx.shape
@@ -92,7 +92,7 @@ def maxpool2d_backward(gout, argmax, gx):
                         gflat[i] += gout[b, c, p, q]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _window(p, stride, pad, k, n):
     # clipped window [lo, hi) and PyTorch's divisor part: the window clipped to the padded extent only
     lo = p * stride - pad
@@ -101,7 +101,7 @@ def _window(p, stride, pad, k, n):
     return max(lo, 0), min(hi, n), size
 
 
-@njit(cache=True, fastmath=_REASSOC)
+@njit(cache=True, error_model="numpy", fastmath=_REASSOC)
 def _avgpool_plane(xc, kh, kw, stride_h, stride_w, pad_h, pad_w, oc):
     H, W = xc.shape
     P, Q = oc.shape
@@ -116,7 +116,7 @@ def _avgpool_plane(xc, kh, kw, stride_h, stride_w, pad_h, pad_w, oc):
             oc[p, q] = acc / (sh * sw)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def _avgpool_par(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out):
     C = x.shape[1]
     for bc in prange(x.shape[0] * C):
@@ -125,7 +125,7 @@ def _avgpool_par(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out):
         _avgpool_plane(x[b, c], kh, kw, stride_h, stride_w, pad_h, pad_w, out[b, c])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def avgpool2d_forward(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out):
     # x (B, C, H, W) -> out (B, C, P, Q); divisor counts padding but not the ceil-mode overhang
     if x.size >= _PAR_MIN:
@@ -136,7 +136,7 @@ def avgpool2d_forward(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out):
             _avgpool_plane(x[b, c], kh, kw, stride_h, stride_w, pad_h, pad_w, out[b, c])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def avgpool2d_backward(gout, kh, kw, stride_h, stride_w, pad_h, pad_w, gx):
     # gout (B, C, P, Q) -> gx (B, C, H, W)
     B, C, H, W = gx.shape
@@ -156,7 +156,7 @@ def avgpool2d_backward(gout, kh, kw, stride_h, stride_w, pad_h, pad_w, gx):
                             gc[h, w] += g
 
 
-@njit(cache=True, fastmath=_REASSOC)
+@njit(cache=True, error_model="numpy", fastmath=_REASSOC)
 def global_avgpool_forward(x, out):
     # x (B, C, S) (the caller's (B, C, H*W) view) -> out (B, C)
     B, C, S = x.shape
@@ -168,7 +168,7 @@ def global_avgpool_forward(x, out):
             out[b, c] = acc / S
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def global_avgpool_backward(gout, gx):
     # gout (B, C) -> gx (B, C, S)
     B, C, S = gx.shape

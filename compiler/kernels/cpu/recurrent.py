@@ -1,7 +1,7 @@
 """Fused whole-sequence recurrences for the built-in cells rnn, lstm and gru: forward and BPTT backward.
 
 Conventions (shared by every family in ``compiler/kernels/cpu``):
-- ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True)``, write into preallocated outputs and return
+- ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True, error_model="numpy")``, write into preallocated outputs and return
   nothing. Arrays are C-contiguous, batch axis first; float32 or float64 (one dtype per call, ``ws`` included).
 - Backward kernels OVERWRITE their gradient outputs. ``need_gx`` skips the gradient of ``xs`` and
   ``need_gh0`` the gradients of the initial states (outputs then zero-size placeholders of the right rank);
@@ -42,7 +42,7 @@ from numba import njit
 
 # ----------------------------------------------------------------------------------------------- helpers
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _sigmoid(v):
     # the two branches keep exp from overflowing
     if v >= 0:
@@ -51,7 +51,7 @@ def _sigmoid(v):
     return e / (1.0 + e)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _copy2(src, dst):
     # src, dst (M, N) -> dst = src (a no-op when they alias)
     M, N = dst.shape
@@ -60,7 +60,7 @@ def _copy2(src, dst):
             dst[m, n] = src[m, n]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _pack(w, k, H, Wh, Wx):
     # gate weight w (H, H + D) -> rows k*H.. of Wh (G*H, H) (its h columns) and Wx (G*H, D) (its x columns)
     D = Wx.shape[1]
@@ -71,7 +71,7 @@ def _pack(w, k, H, Wh, Wx):
             Wx[k * H + r, c] = w[r, H + c]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _unpack(gWh, gWx, k, H, gw):
     # rows k*H.. of gWh (G*H, H) and gWx (G*H, D) -> gate weight gradient gw (H, H + D)
     D = gWx.shape[1]
@@ -82,7 +82,7 @@ def _unpack(gWh, gWx, k, H, gw):
             gw[r, H + c] = gWx[k * H + r, c]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _add_bias(G2, b, k, H):
     # G2 (N, G*H) columns k*H.. += b (H,) (nothing for an absent bias)
     if b.shape[0] > 0:
@@ -91,7 +91,7 @@ def _add_bias(G2, b, k, H):
                 G2[n, k * H + j] += b[j]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _bias_grad(dG2, k, H, gb):
     # gb (H,) = column sums of dG2 (N, G*H) columns k*H.. (nothing for an absent bias)
     if gb.shape[0] > 0:
@@ -102,7 +102,7 @@ def _bias_grad(dG2, k, H, gb):
                 gb[j] += dG2[n, k * H + j]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _prev_states(ys, h0, reverse, Hp):
     # ys (B, T, H), h0 (B, H) -> Hp (B, T, H): the state each step t started from
     B, T, H = ys.shape
@@ -115,7 +115,7 @@ def _prev_states(ys, h0, reverse, Hp):
                 d[j] = src[j]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _check_gate(w, H, D):
     if w.shape[0] != H or w.shape[1] != H + D:
         raise ValueError("recurrent: gate weight must be (hidden, hidden + input)")
@@ -134,7 +134,7 @@ def rnn_backward_workspace_size(B, T, D, H):
     return 2 * B * T * H + 2 * B * H
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def rnn_forward(xs, h0, wx, bx, wh, reverse, ys, hT, ws):
     # xs (B, T, D), h0 (B, H), wx (H, D), bx (H,) or (0,), wh (H, H) -> ys (B, T, H), hT (B, H);
     # ws rnn_forward_workspace_size elements
@@ -159,7 +159,7 @@ def rnn_forward(xs, h0, wx, bx, wh, reverse, ys, hT, ws):
                 h[b, j] = v
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def rnn_backward(gys, ghT, xs, h0, wx, wh, ys, reverse, gxs, gh0, gwx, gbx, gwh, need_gx, need_gh0, ws):
     # gys (B, T, H), ghT (B, H); xs, h0, wx, wh and the forward output ys as in forward
     # -> gxs (B, T, D), gh0 (B, H), gwx (H, D), gbx (H,) or (0,), gwh (H, H); ws rnn_backward_workspace_size
@@ -208,7 +208,7 @@ def lstm_backward_workspace_size(B, T, D, H):
     return 2 * (4 * H * H + 4 * H * D) + 4 * B * T * H + B * T * H + 4 * B * H + 2 * B * H
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def lstm_forward(xs, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, reverse, ys, hT, cT, saveG, saveC, ws):
     # xs (B, T, D), h0/c0 (B, H), w* (H, H + D), b* (H,) or (0,) -> ys (B, T, H), hT/cT (B, H),
     # saveG (B, T, 4H) gate activations [f|i|o|g], saveC (B, T, H) cell states; ws lstm_forward_workspace_size
@@ -262,7 +262,7 @@ def lstm_forward(xs, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, reverse, ys, hT, cT
                 ys[b, t, j] = hn
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, reverse,
                   gxs, gh0, gc0, gwf, gbf, gwi, gbi, gwo, gbo, gwg, gbg, need_gx, need_gh0, ws):
     # gys (B, T, H), ghT/gcT (B, H); xs, h0, c0, w*, ys, saveG, saveC as in forward
@@ -352,7 +352,7 @@ def gru_backward_workspace_size(B, T, D, H):
     return 2 * (3 * H * D + 3 * H * H) + 5 * B * T * H + B * T * D + 6 * B * H
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _gru_pack(wz, wr, wn, H, Wx, Whzr, Whn):
     # Wx (3H, D) rows [z|r|n] of the x columns; Whzr (2H, H) rows [z|r] and Whn (H, H) of the h columns
     D = Wx.shape[1]
@@ -365,7 +365,7 @@ def _gru_pack(wz, wr, wn, H, Wx, Whzr, Whn):
             Wx[2 * H + r, c] = wn[r, H + c]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def gru_forward(xs, h0, wz, bz, wr, br, wn, bn, reverse, ys, hT, saveG, ws):
     # xs (B, T, D), h0 (B, H), w* (H, H + D), b* (H,) or (0,) -> ys (B, T, H), hT (B, H),
     # saveG (B, T, 3H) gate activations [z|r|n]; ws gru_forward_workspace_size elements
@@ -418,7 +418,7 @@ def gru_forward(xs, h0, wz, bz, wr, br, wn, bn, reverse, ys, hT, saveG, ws):
                 ys[b, t, j] = hn
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def gru_backward(gys, ghT, xs, h0, wz, wr, wn, ys, saveG, reverse,
                  gxs, gh0, gwz, gbz, gwr, gbr, gwn, gbn, need_gx, need_gh0, ws):
     # gys (B, T, H), ghT (B, H); xs, h0, w*, ys, saveG as in forward

@@ -1,7 +1,7 @@
 """Shape kernels: concat, transpose, mean over an axis, last step, reshape / flatten copies — fwd and bwd.
 
 Conventions (shared by every family in ``compiler/kernels/cpu``):
-- ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True)``, write into preallocated outputs and return
+- ``<op>_forward`` / ``<op>_backward`` are ``@njit(cache=True, error_model="numpy")``, write into preallocated outputs and return
   nothing. Arrays are C-contiguous, float32 or float64 (one dtype per call); integer arrays are int64.
 - Backward kernels OVERWRITE their gradient outputs (fan-out accumulation is the caller's job).
 
@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def concat_forward(x, offset, out):
     # x (outer, L_i, inner), offset -> writes out[:, offset:offset+L_i, :] of out (outer, L, inner)
     O, Li, _ = x.shape
@@ -29,7 +29,7 @@ def concat_forward(x, offset, out):
         out[o, offset:offset + Li, :] = x[o]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def concat_backward(gout, offset, gx):
     # gout (outer, L, inner), offset -> gx (outer, L_i, inner), the slice this input fed
     O, Li, _ = gx.shape
@@ -37,7 +37,7 @@ def concat_backward(gout, offset, gx):
         gx[o] = gout[o, offset:offset + Li, :]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _permuted_strides(x, perm):
     # element strides of x read in out's axis order, left-padded to rank 5 (stride 0 on padding axes)
     sx = np.zeros(x.ndim, np.int64)
@@ -54,7 +54,7 @@ def _permuted_strides(x, perm):
     return s, n
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def transpose_forward(x, perm, out):
     # x (d0, ..., dk), perm (k+1,) int64 -> out (d_perm[0], ..., d_perm[k]); gathers x along out's order
     s, n = _permuted_strides(x, perm)
@@ -72,7 +72,7 @@ def transpose_forward(x, perm, out):
                         of[oo + i] = xf[ox + i * s4]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def transpose_backward(gout, perm, gx):
     # gout (out shape), perm (the forward's) -> gx (x shape); scatters gout back through the same map
     s, n = _permuted_strides(gx, perm)
@@ -90,7 +90,7 @@ def transpose_backward(gout, perm, gx):
                         xf[ox + i * s4] = gf[oo + i]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def mean_forward(x, out):
     # x (A, L, I) -> out (A, I), the mean over L
     A, L, I = x.shape
@@ -106,7 +106,7 @@ def mean_forward(x, out):
             o[i] /= L
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def mean_backward(gout, gx):
     # gout (A, I) -> gx (A, L, I) = gout / L broadcast along L
     A, L, I = gx.shape
@@ -117,31 +117,31 @@ def mean_backward(gout, gx):
                 gx[a, j, i] = gout[a, i] * r
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def reshape_forward(x, out):
     # x (any shape) -> out (any shape of the same size), a flat copy
     out.reshape(out.size)[:] = x.reshape(x.size)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def reshape_backward(gout, gx):
     # gout (out shape) -> gx (x shape), a flat copy
     gx.reshape(gx.size)[:] = gout.reshape(gout.size)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def flatten_forward(x, out):
     # x (B, ...) -> out (B, prod ...), a flat copy
     out.reshape(out.size)[:] = x.reshape(x.size)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def flatten_backward(gout, gx):
     # gout (B, prod ...) -> gx (B, ...), a flat copy
     gx.reshape(gx.size)[:] = gout.reshape(gout.size)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def last_forward(x, out):
     # x (B, T, R) -> out (B, R) = x[:, T-1, :], the last step of a sequence
     B, T, R = x.shape
@@ -150,7 +150,7 @@ def last_forward(x, out):
             out[b, r] = x[b, T - 1, r]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def last_backward(gout, gx):
     # gout (B, R) -> gx (B, T, R): gout at the last step, zero elsewhere
     B, T, R = gx.shape
