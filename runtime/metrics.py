@@ -1,7 +1,7 @@
 """Progress display, `metrics.jsonl` and `curves.png`.
 
-The progress bar is tqdm's when tqdm is importable (the `progress` extra), else a plain line printed every
-few seconds; both show the loss, examples per second and the ETA. `curves.png` needs matplotlib (the `plot`
+The progress bar is tqdm's when tqdm is importable (the `progress` extra) and stderr is a terminal, else a
+plain line printed every few seconds; both show the loss, examples per second and the ETA. `curves.png` needs matplotlib (the `plot`
 extra); without it a note is printed and training goes on.
 """
 
@@ -33,7 +33,7 @@ class Progress:
         self.start = time.perf_counter()
         self.start_step = initial
         self.last_print = self.start
-        if not enabled:
+        if not enabled or not sys.stderr.isatty():  # logs get the plain periodic line, not redraws
             return
         try:
             from tqdm import tqdm
