@@ -111,7 +111,7 @@ def apply_block(el: Elaborator, f: BlockLayer, inputs: list[Tensor], e: ast.Expr
     if f.transparent:  # the prelude's `lstm(h)`: its one unroll is named as the use (`enc.f.weight`)
         # the use stays in the chain, so that errors inside the prelude point back at the user's spec
         child = Frame(frame.ir, frame.prefix, frame.block_path, frame.uses + (use,), frame.stack + (b.name,),
-                      budget=frame.budget, pending=name, alias=alias or frame.alias)
+                      names=frame.names, budget=frame.budget, pending=name, alias=alias or frame.alias)
     else:
         child = frame.child(name, use, b.name)
         child.alias = alias or frame.alias
@@ -199,8 +199,8 @@ def unroll(el: Elaborator, e: ast.Unroll, scope: Scope, frame: Frame, label: ast
             inits.append(t)
     body = IR(params=frame.ir.params)
     use = UseSite(b.name, e.span, name)
-    bframe = Frame(body, name + ".", name, frame.uses + (use,), frame.stack + (b.name,), budget=frame.budget,
-                   alias=frame.alias)
+    bframe = Frame(body, name + ".", name, frame.uses + (use,), frame.stack + (b.name,), names=frame.names,
+                   budget=frame.budget, alias=frame.alias)
     step_type = TensorType(seq.type.shape[1:], seq.type.dtype)
     x_decl = b.inputs[0]
     bound: dict[str, int] = {}
@@ -334,6 +334,10 @@ def _network_statement(el: Elaborator, st: ast.Stmt, scope: Scope, frame: Frame,
         dims = tuple(el.dim(d, scope, frame) for d in st.type.dims)
         t = TensorType(dims, "int64" if st.type.is_int else "float32")
         el.guard_size(t, st.type.span, frame, f"input '{st.name}'")
+        if st.name in frame.names:  # node names are unique: inputs, labels and generated names alike
+            prev = frame.names[st.name]
+            raise el.err(frame, st.span, f"input '{st.name}' has the name of a layer (at {prev.line}:{prev.col})")
+        frame.names[st.name] = st.span
         nid = ir.add("input", [], {"name": st.name}, st.span, [t], name=st.name)
         ir.inputs[st.name] = nid
         net.inputs[st.name] = (nid, st)

@@ -58,7 +58,9 @@ class Frame:
     uses: tuple[UseSite, ...] = ()
     stack: tuple[str, ...] = ()  # blocks being elaborated, for recursion
     counters: dict[str, int] = field(default_factory=dict)
-    names: dict[str, Span] = field(default_factory=dict)  # node names taken in this scope
+    # node names taken, shared by every frame of a network: a dotted label (`a.b:`) must not take a name that a
+    # block use `a` or an unroll `a` gives its own layers
+    names: dict[str, Span] = field(default_factory=dict)
     budget: list[int] = field(default_factory=lambda: [0])  # nodes made, shared with nested frames
     pending: str | None = None  # a name handed down by a transparent (prelude) block to its one layer
     # (node prefix, parameter prefix): the later uses of a let-bound block name their nodes `b@2.…` and share the
@@ -66,8 +68,8 @@ class Frame:
     alias: tuple[str, str] | None = None
 
     def child(self, name: str, use: UseSite, block: str) -> Frame:
-        return Frame(self.ir, name + ".", name, self.uses + (use,), self.stack + (block,), budget=self.budget,
-                     alias=self.alias)
+        return Frame(self.ir, name + ".", name, self.uses + (use,), self.stack + (block,), names=self.names,
+                     budget=self.budget, alias=self.alias)
 
 
 class Scope:

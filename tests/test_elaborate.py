@@ -512,3 +512,24 @@ def test_a_command_line_call_is_one_value():
     d = info.value.diagnostics[0]
     assert (d.span, d.message, d.hint) == (None, "optimizer 'adamm(lr=1)': unknown optimizer 'adamm'",
                                            "did you mean 'adam'?")
+
+
+def test_node_names_are_unique_across_blocks_unrolls_and_inputs():
+    # was: internal error "parameter a.b.weight registered twice": a dotted label took a name that a block use `a`
+    # (or an unroll `e`) gives its own layer; and an input and a label could share a node name
+    block = "block B()(x) {\n    return x -> b: dense(4)\n}\n"
+    err = error(block + "network T {\n    input x: [4]\n    y = x -> a: B -> a.b: dense(4)\n    output y\n}\n")
+    d = err.diagnostics[0]
+    assert (d.message, d.span.line, d.span.col) == ("duplicate label 'a.b'", 6, 22)
+    err = error(block + "network T {\n    input x: [4]\n    y = x -> a.b: dense(4) -> a: B\n    output y\n}\n")
+    d = err.diagnostics[0]
+    assert (d.message, d.span.line, d.span.col) == ("duplicate label 'b'", 2, 17)
+    assert [(u.block, u.label) for u in d.uses] == [("B", "a")]
+    err = error("cell C(h)(x, s: [h]) {\n    s = tanh(concat(x, s) -> d: dense(h))\n    return s, s\n}\n"
+                "network T {\n    input x: [3, 4]\n    y = e: unroll C(4) over x\n    z = x -> e.d: dense(4)\n"
+                "    output y\n    output z\n}\n")
+    assert err.diagnostics[0].message == "duplicate label 'e.d'"
+    err = error("network T {\n    input x: [4]\n    y = x -> x: dense(4)\n    output y\n}\n")
+    assert (err.diagnostics[0].message, err.diagnostics[0].span.line) == ("duplicate label 'x'", 3)
+    net = load("network T {\n    input relu_1: [4]\n    y = relu_1 -> relu\n    output y\n}\n")
+    assert [n.name for n in net.ir] == ["relu_1", "relu_2"]
