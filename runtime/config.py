@@ -13,7 +13,7 @@ from typing import Any
 
 from netdsl import ast
 from netdsl.diagnostics import Diagnostic, SpecError
-from netdsl.recipe import AUGMENTS, DATASETS, OPTIMIZERS, SCHEDULES, CallSpec, Recipe, parse_call
+from netdsl.recipe import AUGMENTS, OPTIMIZERS, SCHEDULES, CallSpec, Recipe, parse_call
 
 from .checkpoint import _dec, _enc
 from .data import Dataset, parse_data
@@ -111,8 +111,6 @@ def resolve(recipe: Recipe | None, base: Config | None, args: dict[str, Any]) ->
         c = Config(recipe.data, list(recipe.fields), recipe.optimizer, recipe.schedule, recipe.batch or 0,
                    recipe.epochs, recipe.steps, recipe.val, list(recipe.augment), recipe.seed or 0, recipe.clip,
                    recipe.every)
-        if recipe.val is None:
-            c.val = None
         if recipe.seed is None:
             c.seed = -1
     else:
@@ -221,12 +219,3 @@ def auto_values(info: SpecInfo, ds: Dataset | None, given: dict[str, Any]) -> di
                                        f"not tell its {name}", f"set it: --set {name}=N"))
         out[name] = value
     return out
-
-
-def data_base(info: SpecInfo | None) -> Path | None:
-    return info.path.parent if info is not None else None
-
-
-def check_dataset_name(call: CallSpec) -> None:
-    if call.name not in DATASETS:
-        raise SpecError(Diagnostic(call.span, f"unknown dataset '{call.name}'", "known: " + ", ".join(DATASETS)))

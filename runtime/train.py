@@ -25,7 +25,7 @@ from netdsl.diagnostics import Diagnostic, SpecError
 
 from . import checkpoint as ckpt
 from .augment import Augment
-from .config import Config, SpecInfo, auto_values, read_spec, resolve, show_call
+from .config import Config, SpecInfo, auto_values, read_spec, resolve
 from .data import Batcher, Bound, Dataset, bind, input_types, open_dataset, resolve_path, split
 from .evaluate import Task, correct_count, evaluate, task_of
 from .metrics import MetricsLog, Progress, fmt_metrics, plot
@@ -337,7 +337,3 @@ def _init_from(prog: Any, where: str | Path, progress: bool) -> None:
                                    "(no matching names and shapes)"))
     _say(progress, f"  initialised {len(loaded)} of {len(prog.params)} parameter tensors from {path}"
          + (f"; kept the fresh ones for: {', '.join(skipped[:8])}" if skipped else ""))
-
-
-def describe_call(c: Any) -> str:
-    return show_call(c)
