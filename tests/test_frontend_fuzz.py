@@ -125,6 +125,7 @@ _VOCAB = [
     "LSTM", "RNN", "Inception", "Basic", "Down", "lstm", "rnn", "gru", "add", "neg", "const", "input", "unroll",
     "repeat", "over", "from", "reverse", "let", "return", "if", "then", "else", "int", "block", "cell", "network",
     "[1, 2]", "[]", "[-1]", "[[1, 0], [0, 1]]", "(x, h)", "x.shape[0]", "-> relu", ": [4]", "-> repeat 2 dense(4)",
+    "-> i3a.conv_1: conv(2, kernel=1)", "-> layer.0: relu", "-> enc.f: dense(2)", "-> c1: relu", "-> proj",
     "{", "}", "(", ")", "[", "]", ",", ";", ":", "=", "->", "+", "*", "/", "\n", "#", '"', ".", "\t", "é", "\x00", "\x0c", "\u2028", "\r",
 ]
 _KINDS = ["tok_delete", "tok_duplicate", "tok_swap", "tok_swap_next", "tok_replace", "tok_insert",
