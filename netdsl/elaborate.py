@@ -476,7 +476,11 @@ class Elaborator:
                                f"{math.prod(d.shape):,} elements, more than the limit {MAX_PARAM_ELEMENTS:,}")
             have = frame.ir.params.get(pname)
             if have is not None and param_prefix is None and frame.alias is None:
-                raise InternalError(f"parameter {pname} registered twice", span)
+                # node names are unique, so only labels can do this: `att.q: dense` beside `att: attention`
+                at = f" (the layer at {have.span.line}:{have.span.col})" if have.span is not None else ""
+                raise self.err(frame, label.label_span if label is not None else span,
+                               f"parameter '{pname}' of {shown} has the name of another layer's parameter{at}",
+                               "rename one of the labels")
             if have is not None and have.shape != d.shape:
                 raise self.err(frame, span, f"shared layer '{prefix}' is used with inputs of another shape: its "
                                f"{d.role} is {list(have.shape)}, this use needs {list(d.shape)}")

@@ -533,3 +533,13 @@ def test_node_names_are_unique_across_blocks_unrolls_and_inputs():
     assert (err.diagnostics[0].message, err.diagnostics[0].span.line) == ("duplicate label 'x'", 3)
     net = load("network T {\n    input relu_1: [4]\n    y = relu_1 -> relu\n    output y\n}\n")
     assert [n.name for n in net.ir] == ["relu_1", "relu_2"]
+
+
+def test_a_label_that_takes_another_layers_parameter_name_is_an_error():
+    # was: internal error "parameter att.q.weight registered twice" (attention's parameters are q.weight, …)
+    err = error("network T {\n    input x: [4, 8]\n    y = x -> att: attention(2) -> att.q: dense(8)\n    output y\n}\n")
+    d = err.diagnostics[0]
+    assert (d.span.line, d.span.col) == (3, 35)
+    assert d.message == ("parameter 'att.q.weight' of dense 'att.q' has the name of another layer's parameter "
+                         "(the layer at 3:19)")
+    assert d.hint == "rename one of the labels"
