@@ -19,6 +19,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from . import fastmath as fm
+
 # below this many elements a prange launch costs more than it saves (softmax is the only parallel kernel
 # here: the pointwise loops are memory-bound and cheap)
 _PAR_MIN = 1 << 15
@@ -71,13 +73,9 @@ def sigmoid_forward(x, out):
     # x (...) -> out (...); the two branches keep exp from overflowing
     xf = x.reshape(x.size)
     of = out.reshape(out.size)
+    fast = x.itemsize == 4  # float32: the vectorisable form (fastmath.py)
     for i in range(xf.shape[0]):
-        v = xf[i]
-        if v >= 0:
-            of[i] = 1.0 / (1.0 + math.exp(-v))
-        else:
-            e = math.exp(v)
-            of[i] = e / (1.0 + e)
+        of[i] = fm.sigmoid(xf[i], fast)
 
 
 @njit(cache=True, error_model="numpy")
@@ -95,8 +93,9 @@ def tanh_forward(x, out):
     # x (...) -> out (...)
     xf = x.reshape(x.size)
     of = out.reshape(out.size)
+    fast = x.itemsize == 4
     for i in range(xf.shape[0]):
-        of[i] = math.tanh(xf[i])
+        of[i] = fm.tanh(xf[i], fast)
 
 
 @njit(cache=True, error_model="numpy")
@@ -114,9 +113,10 @@ def gelu_forward(x, out):
     # x (...) -> out (...); exact GELU x * Phi(x) with erf, not the tanh approximation
     xf = x.reshape(x.size)
     of = out.reshape(out.size)
+    fast = x.itemsize == 4
     for i in range(xf.shape[0]):
         v = xf[i]
-        of[i] = 0.5 * v * (1.0 + math.erf(v * _SQRT1_2))
+        of[i] = 0.5 * v * (1.0 + fm.erf(v * _SQRT1_2, fast))
 
 
 @njit(cache=True, error_model="numpy")
@@ -125,10 +125,11 @@ def gelu_backward(gout, x, gx):
     gf = gout.reshape(gout.size)
     xf = x.reshape(x.size)
     of = gx.reshape(gx.size)
+    fast = x.itemsize == 4
     for i in range(gf.shape[0]):
         v = xf[i]
-        cdf = 0.5 * (1.0 + math.erf(v * _SQRT1_2))
-        pdf = _INV_SQRT_2PI * math.exp(-0.5 * v * v)
+        cdf = 0.5 * (1.0 + fm.erf(v * _SQRT1_2, fast))
+        pdf = _INV_SQRT_2PI * fm.exp(-0.5 * v * v, fast)
         of[i] = gf[i] * (cdf + v * pdf)
 
 
@@ -152,8 +153,9 @@ def _softmax_fwd_line(x, a, i, out):
     for j in range(L):
         m = max(m, x[a, j, i])
     s = 0.0
+    fast = x.itemsize == 4
     for j in range(L):
-        e = math.exp(x[a, j, i] - m)
+        e = fm.exp(x[a, j, i] - m, fast)
         out[a, j, i] = e
         s += e
     r = 1.0 / s

@@ -39,6 +39,8 @@ import math
 import numpy as np
 from numba import njit
 
+from . import fastmath as fm
+
 
 def attention_forward_workspace_size(B, Tq, Tk, D, heads):
     """Elements of ``ws`` for ``attention_forward``: one head's Q, K, V and context slices."""
@@ -115,6 +117,7 @@ def attention_forward(q_in, k_in, v_in, wq, bq, wk, bk, wv, bv, wo, bo, heads, c
     # q_in (B, Tq, Dq), k_in (B, Tk, Dk), v_in (B, Tk, Dv); wq (D, Dq), wk (D, Dk), wv (D, Dv), wo (D, D),
     # biases (D,) or (0,) -> out (B, Tq, D); saveQ/saveCtx (B, Tq, D), saveK/saveV (B, Tk, D),
     # saveP (B, heads, Tq, Tk); ws attention_forward_workspace_size elements
+    fast = q_in.itemsize == 4  # float32: vectorisable exp (fastmath.py)
     B, Tq, Dq = q_in.shape
     Tk = k_in.shape[1]
     D = wq.shape[0]
@@ -147,7 +150,7 @@ def attention_forward(q_in, k_in, v_in, wq, bq, wk, bk, wv, bv, wo, bo, heads, c
                     m = max(m, row[j] * scale)
                 s = 0.0
                 for j in range(n):
-                    e = math.exp(row[j] * scale - m)
+                    e = fm.exp(row[j] * scale - m, fast)
                     row[j] = e
                     s += e
                 r = 1.0 / s

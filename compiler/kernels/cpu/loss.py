@@ -20,6 +20,8 @@ import math
 
 from numba import njit
 
+from . import fastmath as fm
+
 # Reductions may be reassociated so LLVM can vectorise the sums; this flag alone assumes nothing about NaN or
 # infinities, which keep propagating as usual.
 _REASSOC = {"reassoc", "contract"}
@@ -40,6 +42,7 @@ def cross_entropy_forward(logits, labels, smoothing, ignore_index, probs):
     N, V = logits.shape
     total = 0.0
     count = 0
+    fast = logits.itemsize == 4  # float32: vectorisable exp (fastmath.py)
     for n in range(N):
         row = logits[n]
         pr = probs[n]
@@ -48,7 +51,7 @@ def cross_entropy_forward(logits, labels, smoothing, ignore_index, probs):
             m = max(m, row[v])
         s = 0.0
         for v in range(V):
-            e = math.exp(row[v] - m)
+            e = fm.exp(row[v] - m, fast)
             pr[v] = e
             s += e
         r = 1.0 / s

@@ -35,21 +35,13 @@ steps in reverse processing order, keeps dh/dc per step, stores the pre-activati
 and then forms all weight gradients and the xs gradient with a few GEMMs over B*T rows.
 """
 
-import math
 
 import numpy as np
 from numba import njit
 
+from . import fastmath as fm
+
 # ----------------------------------------------------------------------------------------------- helpers
-
-@njit(cache=True, error_model="numpy")
-def _sigmoid(v):
-    # the two branches keep exp from overflowing
-    if v >= 0:
-        return 1.0 / (1.0 + math.exp(-v))
-    e = math.exp(v)
-    return e / (1.0 + e)
-
 
 @njit(cache=True, error_model="numpy")
 def _copy2(src, dst):
@@ -136,6 +128,7 @@ def rnn_backward_workspace_size(B, T, D, H):
 
 @njit(cache=True, error_model="numpy")
 def rnn_forward(xs, h0, wx, bx, wh, reverse, ys, hT, ws):
+    fast = xs.itemsize == 4  # float32: vectorisable tanh/sigmoid (fastmath.py)
     # xs (B, T, D), h0 (B, H), wx (H, D), bx (H,) or (0,), wh (H, H) -> ys (B, T, H), hT (B, H);
     # ws rnn_forward_workspace_size elements
     B, T, D = xs.shape
@@ -154,7 +147,7 @@ def rnn_forward(xs, h0, wx, bx, wh, reverse, ys, hT, ws):
         for b in range(B):
             y = ys[b, t]
             for j in range(H):
-                v = math.tanh(y[j] + rec[b, j])
+                v = fm.tanh(y[j] + rec[b, j], fast)
                 y[j] = v
                 h[b, j] = v
 
@@ -210,6 +203,7 @@ def lstm_backward_workspace_size(B, T, D, H):
 
 @njit(cache=True, error_model="numpy")
 def lstm_forward(xs, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, reverse, ys, hT, cT, saveG, saveC, ws):
+    fast = xs.itemsize == 4  # float32: vectorisable tanh/sigmoid (fastmath.py)
     # xs (B, T, D), h0/c0 (B, H), w* (H, H + D), b* (H,) or (0,) -> ys (B, T, H), hT/cT (B, H),
     # saveG (B, T, 4H) gate activations [f|i|o|g], saveC (B, T, H) cell states; ws lstm_forward_workspace_size
     B, T, D = xs.shape
@@ -246,10 +240,10 @@ def lstm_forward(xs, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, reverse, ys, hT, cT
             g = saveG[b, t]
             r = rec[b]
             for j in range(H):
-                fv = _sigmoid(g[j] + r[j])
-                iv = _sigmoid(g[H + j] + r[H + j])
-                ov = _sigmoid(g[2 * H + j] + r[2 * H + j])
-                gv = math.tanh(g[3 * H + j] + r[3 * H + j])
+                fv = fm.sigmoid(g[j] + r[j], fast)
+                iv = fm.sigmoid(g[H + j] + r[H + j], fast)
+                ov = fm.sigmoid(g[2 * H + j] + r[2 * H + j], fast)
+                gv = fm.tanh(g[3 * H + j] + r[3 * H + j], fast)
                 g[j] = fv
                 g[H + j] = iv
                 g[2 * H + j] = ov
@@ -257,7 +251,7 @@ def lstm_forward(xs, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, reverse, ys, hT, cT
                 cn = fv * c[b, j] + iv * gv
                 c[b, j] = cn
                 saveC[b, t, j] = cn
-                hn = ov * math.tanh(cn)
+                hn = ov * fm.tanh(cn, fast)
                 h[b, j] = hn
                 ys[b, t, j] = hn
 
@@ -265,6 +259,7 @@ def lstm_forward(xs, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, reverse, ys, hT, cT
 @njit(cache=True, error_model="numpy")
 def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, reverse,
                   gxs, gh0, gc0, gwf, gbf, gwi, gbi, gwo, gbo, gwg, gbg, need_gx, need_gh0, ws):
+    fast = xs.itemsize == 4  # float32: vectorisable tanh/sigmoid (fastmath.py)
     # gys (B, T, H), ghT/gcT (B, H); xs, h0, c0, w*, ys, saveG, saveC as in forward
     # -> gxs (B, T, D), gh0/gc0 (B, H), gw* (H, H + D), gb* (H,) or (0,); ws lstm_backward_workspace_size
     B, T, D = xs.shape
@@ -307,7 +302,7 @@ def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, r
                 iv = g[H + j]
                 ov = g[2 * H + j]
                 gv = g[3 * H + j]
-                tc = math.tanh(saveC[b, t, j])
+                tc = fm.tanh(saveC[b, t, j], fast)
                 dht = dh[b, j] + gy[j]
                 dct = dc[b, j] + dht * ov * (1.0 - tc * tc)
                 d[j] = dct * cprev[j] * fv * (1.0 - fv)
@@ -367,6 +362,7 @@ def _gru_pack(wz, wr, wn, H, Wx, Whzr, Whn):
 
 @njit(cache=True, error_model="numpy")
 def gru_forward(xs, h0, wz, bz, wr, br, wn, bn, reverse, ys, hT, saveG, ws):
+    fast = xs.itemsize == 4  # float32: vectorisable tanh/sigmoid (fastmath.py)
     # xs (B, T, D), h0 (B, H), w* (H, H + D), b* (H,) or (0,) -> ys (B, T, H), hT (B, H),
     # saveG (B, T, 3H) gate activations [z|r|n]; ws gru_forward_workspace_size elements
     B, T, D = xs.shape
@@ -401,8 +397,8 @@ def gru_forward(xs, h0, wz, bz, wr, br, wn, bn, reverse, ys, hT, saveG, ws):
         for b in range(B):
             g = saveG[b, t]
             for j in range(H):
-                zv = _sigmoid(g[j] + rec[b, j])
-                rv = _sigmoid(g[H + j] + rec[b, H + j])
+                zv = fm.sigmoid(g[j] + rec[b, j], fast)
+                rv = fm.sigmoid(g[H + j] + rec[b, H + j], fast)
                 g[j] = zv
                 g[H + j] = rv
                 rh[b, j] = rv * h[b, j]
@@ -410,7 +406,7 @@ def gru_forward(xs, h0, wz, bz, wr, br, wn, bn, reverse, ys, hT, saveG, ws):
         for b in range(B):
             g = saveG[b, t]
             for j in range(H):
-                nv = math.tanh(g[2 * H + j] + recn[b, j])
+                nv = fm.tanh(g[2 * H + j] + recn[b, j], fast)
                 g[2 * H + j] = nv
                 zv = g[j]
                 hn = (1.0 - zv) * h[b, j] + zv * nv
