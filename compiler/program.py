@@ -62,10 +62,19 @@ class Program:
     the trainable ones after `loss_and_grads` (or a runtime step).
     """
 
+    DEVICES = ("cpu",)  # what this class runs on; Program(..., device="cuda") makes a CudaProgram
+
+    def __new__(cls, net: Any = None, batch: int = 1, device: str = "cpu", *args: Any, **kwargs: Any) -> Program:
+        if cls is Program and device == "cuda":
+            from .cuda_program import CudaProgram
+
+            cls = CudaProgram
+        return super().__new__(cls)
+
     def __init__(self, net: Any, batch: int, device: str = "cpu", dtype: str = "float32", seed: int = 0,
                  fuse: bool = True) -> None:
-        if device != "cpu":
-            raise SpecError(Diagnostic(None, f"device '{device}' is not available: this build runs on the cpu",
+        if device not in self.DEVICES:
+            raise SpecError(Diagnostic(None, f"device '{device}' is not available: the devices are cpu and cuda",
                                        "use --device cpu"))
         if dtype not in ("float32", "float64"):
             raise SpecError(Diagnostic(None, f"dtype must be float32 or float64, found {dtype!r}"))

@@ -1,0 +1,51 @@
+"""Tests that run the CUDA kernels in numba's simulator. They need NUMBA_ENABLE_CUDASIM=1 in the environment
+before numba is imported, so they are collected only in a pytest process started that way: the wrapper test
+`tests/cuda/test_cuda_simulator.py` starts one (``python -m pytest tests/cuda/sim``). In any other process
+this directory collects nothing.
+
+Under the simulator a device array is a wrapper around a numpy array that forwards any attribute to it, so
+code written against numpy could pass here and fail on a GPU. The fixture below narrows the forwarding to
+the attributes a real numba device array has (anything else raises AttributeError), so host code that treats
+device arrays as numpy arrays fails here too.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+if not SIMULATED:
+    collect_ignore_glob = ["test_*.py"]
+
+# what numba's DeviceNDArray offers (its instance attributes and methods) beyond the simulator's own methods
+DEVICE_ARRAY_ATTRS = {"shape", "strides", "dtype", "size", "ndim", "gpu_data", "stream", "alloc_size", "nbytes",
+                      "flags", "T", "as_cuda_arg", "bind", "copy_to_device", "copy_to_host", "getitem", "setitem",
+                      "is_c_contiguous", "is_f_contiguous", "ravel", "reshape", "split", "squeeze", "transpose",
+                      "view", "__array__", "__cuda_array_interface__", "__len__"}
+
+
+def pytest_configure(config):
+    # the dropout hash wraps uint64 arithmetic on purpose; numpy scalars (the simulator's) warn about it
+    config.addinivalue_line("filterwarnings", "ignore:overflow encountered:RuntimeWarning")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _strict_device_arrays():
+    if not SIMULATED:
+        yield
+        return
+    from numba.cuda.simulator.cudadrv import devicearray as sim
+
+    original = sim.FakeCUDAArray.__getattr__
+
+    def strict(self, name):
+        if name not in DEVICE_ARRAY_ATTRS:
+            raise AttributeError(f"a numba device array has no attribute {name!r} (the simulator's would)")
+        return original(self, name)
+
+    sim.FakeCUDAArray.__getattr__ = strict
+    yield
+    sim.FakeCUDAArray.__getattr__ = original
