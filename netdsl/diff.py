@@ -38,6 +38,7 @@ class Change:
     params_a: int
     params_b: int
     where: str
+    shape_only: bool = False  # only its output shape changed (a consequence of a change upstream)
 
 
 @dataclass
@@ -173,8 +174,9 @@ def diff(a: Any, b: Any) -> Diff:
         if src_a != src_b and all(s in la for s in src_b):
             what.append(f"inputs {', '.join(src_a)} → {', '.join(src_b)}")
         if what:
+            shape_only = all(w.startswith("output ") for w in what)
             d.changed.append(Change(name, what, _count(ia, list(na.params.values())),
-                                    _count(ib, list(nb.params.values())), _where(nb)))
+                                    _count(ib, list(nb.params.values())), _where(nb), shape_only))
     return d
 
 
@@ -200,11 +202,15 @@ def format_diff(d: Diff, a: Any = None, b: Any = None) -> str:
 
     groups("added", "+", d.added, 1)
     groups("removed", "-", d.removed, -1)
-    lines.append(f"changed: {len(d.changed)}")
-    for c in d.changed:
-        delta = c.params_b - c.params_a
-        p = f"; params {c.params_a:,} → {c.params_b:,} ({_signed(delta)})" if delta else ""
-        lines.append(f"  ~ {c.name}: {'; '.join(c.what)}{p}  {c.where}")
+    for title, items in (("changed", [c for c in d.changed if not c.shape_only]),
+                         ("shapes changed (settings unchanged)", [c for c in d.changed if c.shape_only])):
+        if not items and title.startswith("shapes"):
+            continue
+        lines.append(f"{title}: {len(items)}")
+        for c in items:
+            delta = c.params_b - c.params_a
+            p = f"; params {c.params_a:,} → {c.params_b:,} ({_signed(delta)})" if delta else ""
+            lines.append(f"  ~ {c.name}: {'; '.join(c.what)}{p}  {c.where}")
     lines.append(f"parameters: {d.params_a:,} → {d.params_b:,} ({_signed(d.params_delta)})")
     return "\n".join(lines)
 

@@ -47,6 +47,7 @@ class Check:
     skipped: int = 0
     reads: Value | None = None  # for a probe: the value it perturbs (the gradient of that value's producer)
     seen: set[int] = field(default_factory=set)
+    shared: list[int] = field(default_factory=list)  # other nodes using the same parameter
 
 
 @dataclass
@@ -120,6 +121,19 @@ def probe_rules() -> Iterator[None]:
         rules.BACKWARD.pop(PROBE_OP, None)
 
 
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Thousands of small forward passes: threads cost more than they give (and the results do not change)."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
 def _on_loss_path(ir: IR) -> set[int]:
     if ir.loss is None:
         return set()
@@ -166,8 +180,12 @@ def probed(net: Any) -> tuple[Any, dict[str, Check]]:
             continue
         for role, p in _params(n):
             spec = old.params[p]
-            if spec.trainable and not spec.state and p not in checks:
+            if not spec.trainable or spec.state:
+                continue
+            if p not in checks:
                 checks[p] = Check(p, role, n.id)
+            elif n.id != checks[p].node and n.id not in checks[p].shared:
+                checks[p].shared.append(n.id)  # a shared weight (let, tied embedding): checked for every user
     copy = Net(net.name, ir, net.values, net.recipe, net.source, net.text, net.span)
     return copy, checks
 
@@ -220,7 +238,7 @@ def gradcheck(net: Any, batch: int = 2, entries: int = 3, eps: float = EPS, seed
     copy, checks = probed(net)
     x = feeds(net, batch, seed)
     rng = np.random.default_rng(seed)
-    with probe_rules():
+    with probe_rules(), _one_thread():
         prog = netdsl.compile(copy, batch=batch, dtype="float64", fuse=fuse)
         _, grads = prog.loss_and_grads(x, seed=0, update_stats=False)
         base = prog.loss(x, train=True)
@@ -270,7 +288,8 @@ def _attribute(net: Any, checks: dict[str, Check]) -> list[NodeResult]:
     ir = net.ir
     by_node: dict[int, NodeResult] = {n.id: NodeResult(n) for n in ir if n.op not in ("input",)}
     for c in checks.values():
-        by_node[c.node].checks.append(c)
+        for nid in [c.node, *c.shared]:
+            by_node[nid].checks.append(c)
     # a node's output gradient is checked by the probes on its users' operands
     out_checks: dict[int, list[Check]] = {}
     for c in checks.values():
@@ -311,16 +330,20 @@ def _downstream_culprits(ir: IR, nid: int, by_node: dict[int, NodeResult]) -> li
 
 
 def _spec(n: Node) -> str:
-    if n.span is None:
+    """The spec line of a node; for one written in the prelude (lstm, gru, rnn), the line that used it."""
+    sp = n.span
+    if sp is not None and sp.file.startswith("<"):
+        sp = next((u.span for u in n.uses if not u.span.file.startswith("<")), sp)
+    if sp is None:
         return ""
-    return f"{n.span.file}:{n.span.line}  {n.span.source.line(n.span.line).strip()}"
+    return f"{sp.file}:{sp.line}  {sp.source.line(sp.line).strip()}"
 
 
 def format_report(rep: Report) -> str:
     net = rep.net
-    lines = [f"gradcheck {net.name} ({net.source}): float64, batch {rep.batch}, two-sided differences with eps "
+    lines = [(f"gradcheck {net.name} ({net.source}): float64, batch {rep.batch}, two-sided differences with eps "
              f"{rep.eps:g}, up to {rep.entries} entries per tensor; an entry passes when "
-             f"|fd − g| ≤ {RTOL:g}·(|fd| + |g|) + {ATOL:g}"]
+             f"|fd − g| ≤ {RTOL:g}·(|fd| + |g|) + {ATOL:g}")]
     rows = [r for r in rep.nodes if r.status != "unchecked"]
     w = max([len(r.node.name) + len(r.node.op) + 3 for r in rows] + [4])
     lines.append(f"  {'':<4} {'err/tol':>8} {'|fd − g|':>9}  {'node':<{w}}  {'checked':<26}  spec")
@@ -380,6 +403,10 @@ def cmd_gradcheck(args: Any, net: Any) -> int:
         if tty:
             print(f"\r  checking {k + 1}/{total}: {c.tensor[:60]:<60}", end="", file=sys.stderr, flush=True)
 
+    if net.ir.loss is None:
+        print(f"{args.spec}: gradcheck: nothing to check — network {net.name} declares no loss, so no backward "
+              "is generated")
+        return 0
     rep = gradcheck(net, batch=batch, entries=entries, progress=progress)
     if tty:
         print("\r" + " " * 80 + "\r", end="", file=sys.stderr, flush=True)

@@ -87,3 +87,17 @@ def test_diff_with_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_diff_missing_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["diff", R18, "nope.net"]) == 1
     assert "nope.net: no such file" in capsys.readouterr().err
+
+
+def test_settings_and_shape_changes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lenet = (ROOT / "tests/inspect/lenet5.net").read_text()
+    b = lenet.replace("-> c3: conv(16, kernel=5)", "-> c3: conv(20, kernel=5)").replace(": [16, 5, 5]", "")
+    b = b.replace("-> f5: dense(120) -> tanh", "-> f5: dense(120) -> tanh -> drop: dropout(0.5)")
+    (tmp_path / "b.net").write_text(b)
+    assert main(["diff", str(ROOT / "tests/inspect/lenet5.net"), str(tmp_path / "b.net")]) == 0
+    out = capsys.readouterr().out
+    assert "added: 1\n  + drop  dropout  [120]" in out
+    assert "changed: 2\n  ~ c3: out 16 → 20; output [16, 10, 10] → [20, 10, 10]" in out
+    assert "~ f5: weight [120, 400] → [120, 500]; params 48,120 → 60,120 (+12,000)" in out
+    assert "shapes changed (settings unchanged): 3" in out and "~ flatten_1: output [400] → [500]" in out
+    assert "parameters: 61,706 → 74,310 (+12,604)" in out

@@ -93,14 +93,16 @@ def test_probes_leave_the_network_alone() -> None:
 def test_gradcheck_without_loss(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "f.net"
     spec.write_text("network F {\n    input x: [3]\n    output y = x -> dense(2)\n}\n")
-    assert main(["check", "--gradcheck", str(spec)]) == 1
-    assert "declares no loss" in capsys.readouterr().err
+    assert main(["check", "--gradcheck", str(spec)]) == 0
+    assert "nothing to check — network F declares no loss" in capsys.readouterr().out
+    with pytest.raises(netdsl.SpecError, match="declares no loss"):
+        gradcheck(netdsl.load(str(spec)))
 
 
 def test_plain_check_imports_no_numba() -> None:
     import subprocess
 
-    code = ("import sys; from netdsl.cli import main; main(['check', %r]); "
-            "print('numba' in sys.modules, 'netdsl.compiler' in sys.modules)" % str(ROOT / "specs/lenet5.net"))
+    code = ("import sys; from netdsl.cli import main; main(['check', {!r}]); "
+            "print('numba' in sys.modules, 'netdsl.compiler' in sys.modules)".format(str(ROOT / "specs/lenet5.net")))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip().splitlines()[-1] == "False False"

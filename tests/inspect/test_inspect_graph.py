@@ -46,7 +46,7 @@ def _dot(spec: str, *flags: str, capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_lenet5_dot_golden(capsys: pytest.CaptureFixture[str]) -> None:
-    _golden("lenet5.dot", _dot("specs/lenet5.net", capsys=capsys))
+    _golden("lenet5.dot", _dot("tests/inspect/lenet5.net", capsys=capsys))
 
 
 def test_inception_dot_golden(capsys: pytest.CaptureFixture[str]) -> None:
@@ -59,7 +59,7 @@ def test_inception_dot_golden(capsys: pytest.CaptureFixture[str]) -> None:
     assert "subgraph" not in folded
     # expanded: a cluster holding the block's 13 layers, in source order, with stable names
     assert 'subgraph "cluster_inception_3a"' in expanded
-    names = re.findall(r'^\s+"(inception_3a\.[a-z0-9_]+)" \[', expanded, flags=re.M)
+    names = re.findall(r'^\s+"(inception_3a\.[a-z0-9_]+)" \[', expanded, flags=re.MULTILINE)
     assert names == ["inception_3a.conv1x1", "inception_3a.relu_1", "inception_3a.reduce3x3", "inception_3a.relu_2",
                      "inception_3a.conv3x3", "inception_3a.relu_3", "inception_3a.reduce5x5", "inception_3a.relu_4",
                      "inception_3a.conv5x5", "inception_3a.relu_5", "inception_3a.pool", "inception_3a.pool_proj",
@@ -74,17 +74,17 @@ def test_dot_is_stable() -> None:
     b = graph.to_dot(graph.build(netdsl.load("specs/googlenet.net")))
     assert a == b
     # nine Inception blocks folded, in network order
-    folded = re.findall(r'^\s+"(inception_\w+)" \[', a, flags=re.M)
+    folded = re.findall(r'^\s+"(inception_\w+)" \[', a, flags=re.MULTILINE)
     assert folded == ["inception_3a", "inception_3b", "inception_4a", "inception_4b", "inception_4c", "inception_4d",
                       "inception_4e", "inception_5a", "inception_5b"]
 
 
 def test_lenet_nodes_carry_spec_line_params_and_macs() -> None:
-    view = graph.build(netdsl.load("specs/lenet5.net"))
+    view = graph.build(netdsl.load("tests/inspect/lenet5.net"))
     c1 = view.nodes["c1"]
     assert c1.title == "c1: conv"
     assert "156 params · 117.6K MACs" in c1.lines
-    assert "specs/lenet5.net:17" in c1.tip and "c1: conv(6, kernel=5)" in c1.tip
+    assert "tests/inspect/lenet5.net:6" in c1.tip and "c1: conv(6, kernel=5)" in c1.tip
     shapes = {(e.src, e.dst): e.label for e in view.edges}
     assert shapes[("s4", "flatten_1")] == "[16, 5, 5]"
     assert shapes[("label", "cross_entropy_1")] == "int[]"
@@ -109,7 +109,7 @@ def test_unroll_folded_and_unrolled() -> None:
 
 
 def test_grad_graph_reverses_edges_and_flags_missing_rules(monkeypatch: pytest.MonkeyPatch) -> None:
-    net = netdsl.load("specs/lenet5.net")
+    net = netdsl.load("tests/inspect/lenet5.net")
     view = graph.build(net, grad=True)
     grads = [n for n in view.nodes.values() if n.kind == "grad"]
     # every node on the loss path below a trainable parameter (not the inputs)
@@ -128,7 +128,7 @@ def test_grad_graph_reverses_edges_and_flags_missing_rules(monkeypatch: pytest.M
 
 
 def test_fused_lists_kernels_per_node() -> None:
-    net = netdsl.load("specs/lenet5.net")
+    net = netdsl.load("tests/inspect/lenet5.net")
     view = graph.build(net, fused=True)
     assert view.kernels["c1"] == ["▸ conv.conv2d_forward", "◂ conv.conv2d_backward"]
     assert view.kernels["cross_entropy_1"][0] == "▸ loss.cross_entropy_forward"
@@ -145,27 +145,27 @@ def test_fused_lists_kernels_per_node() -> None:
 def test_svg_and_png_need_graphviz(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(graph.shutil, "which", lambda name: None)
-    assert main(["graph", "specs/lenet5.net", "-o", str(tmp_path / "g.svg")]) == 1
+    assert main(["graph", "tests/inspect/lenet5.net", "-o", str(tmp_path / "g.svg")]) == 1
     err = capsys.readouterr().err
     assert "graphviz" in err and "apt-get install graphviz" in err
     assert not (tmp_path / "g.svg").exists()
-    assert netdsl.load("specs/lenet5.net")._repr_svg_() is None
+    assert netdsl.load("tests/inspect/lenet5.net")._repr_svg_() is None
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
 def test_svg_and_png_through_graphviz(tmp_path: Path) -> None:
-    assert main(["graph", "specs/lenet5.net", "-o", str(tmp_path / "g.svg")]) == 0
+    assert main(["graph", "tests/inspect/lenet5.net", "-o", str(tmp_path / "g.svg")]) == 0
     svg = (tmp_path / "g.svg").read_text()
     assert "<svg" in svg and "c1: conv" in svg
-    assert main(["graph", "specs/lenet5.net", "-o", str(tmp_path / "g.png")]) == 0
+    assert main(["graph", "tests/inspect/lenet5.net", "-o", str(tmp_path / "g.png")]) == 0
     assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "<svg" in netdsl.load("specs/lenet5.net")._repr_svg_()
+    assert "<svg" in netdsl.load("tests/inspect/lenet5.net")._repr_svg_()
 
 
 def test_bad_output_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["graph", "specs/lenet5.net", "-o", str(tmp_path / "g.jpg")]) == 1
+    assert main(["graph", "tests/inspect/lenet5.net", "-o", str(tmp_path / "g.jpg")]) == 1
     assert "unknown format '.jpg'" in capsys.readouterr().err
-    assert main(["graph", "specs/lenet5.net", "--unroll", "-1"]) == 1
+    assert main(["graph", "tests/inspect/lenet5.net", "--unroll", "-1"]) == 1
 
 
 def test_html_page_is_self_contained(tmp_path: Path) -> None:
@@ -186,12 +186,12 @@ def test_notebook_html() -> None:
 
 
 def test_program_html() -> None:
-    net = netdsl.load("specs/lenet5.net")
+    net = netdsl.load("tests/inspect/lenet5.net")
     prog = netdsl.compile(net, batch=2)
     page = prog._repr_html_()
     assert "<table" in page and "<td>c1</td>" in page
     assert "conv.conv2d_forward" in page or "conv2d_forward" in page
-    assert "specs/lenet5.net:17" in page  # the step code's provenance comments
+    assert "tests/inspect/lenet5.net:6" in page  # the step code's provenance comments
 
 
 CHROMIUM = shutil.which("chromium")
