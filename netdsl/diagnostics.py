@@ -66,17 +66,28 @@ class Diagnostic:
     def render(self) -> str:
         out: list[str] = []
         where = f"{self.span}: " if self.span is not None else ""
-        out.append(f"{where}{self.severity}: {self.message}")
+        out.append(f"{where}{self.severity}: {one_line(self.message)}")
         if self.span is not None:
             out.extend(_quote(self.span))
         for use in reversed(self.uses):
             label = f" as {use.label}" if use.label else ""
             out.append(f"  in block {use.block}, used at {use.span}{label}")
             out.extend(_quote(use.span))
-        out.extend(f"  note: {n}" for n in self.notes)
+        out.extend(f"  note: {one_line(n)}" for n in self.notes)
         if self.hint:
-            out.append(f"  hint: {self.hint}")
+            out.append(f"  hint: {one_line(self.hint)}")
         return "\n".join(out)
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def one_line(text: str) -> str:
+    """A message as one line: control characters and line separators from the spec's strings are escaped, so a
+    string value such as "a\\nb" quoted in a message cannot break the diagnostic's layout."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _ESCAPES.get(c, f"\\u{ord(c):04x}") for c in text)
 
 
 def _quote(span: Span) -> list[str]:
