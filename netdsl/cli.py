@@ -61,7 +61,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         return cmd_gradcheck(args, net)
     s = net.summary(memory=False)
-    print(f"{args.spec}: ok — {len(s.rows)} layers, {s.totals['params']:,} params, {s.totals['macs']:,} MACs")
+    print(f"{args.spec}: ok — {len(s.rows) + len(s.loss_rows)} layers, {s.totals['params']:,} params, {s.totals['macs']:,} MACs")
     return 0
 
 

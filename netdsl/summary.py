@@ -37,10 +37,11 @@ class Summary:
     inputs: dict[str, dict[str, Any]]
     rows: list[Row]
     totals: dict[str, int] = field(default_factory=dict)
+    loss_rows: list[Row] = field(default_factory=list)  # layers that only compute the loss
 
     def to_dict(self) -> dict[str, Any]:
         return {"network": self.network, "inputs": self.inputs, "layers": [r.to_dict() for r in self.rows],
-                "totals": dict(self.totals)}
+                "loss_layers": [r.to_dict() for r in self.loss_rows], "totals": dict(self.totals)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
@@ -48,11 +49,13 @@ class Summary:
     def __str__(self) -> str:
         head = ("name", "op", "output", "params", "MACs", "activations")
         table = [head] + [(r.name, r.op, _shape(r.output_shape), f"{r.params:,}", f"{r.macs:,}",
-                           _bytes(r.activation_bytes)) for r in self.rows]
+                           _bytes(r.activation_bytes)) for r in self.rows + self.loss_rows]
         widths = [max(len(row[i]) for row in table) for i in range(len(head))]
         right = {3, 4, 5}
         lines = [f"{self.network} ({self.source}), batch {self.batch}"]
         for k, (row) in enumerate(table):
+            if k == len(self.rows) + 1 and self.loss_rows:
+                lines.append("  ".join("-" * w for w in widths) + "  (loss)")
             cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
             lines.append("  ".join(cells).rstrip())
             if k == 0:
@@ -117,7 +120,10 @@ def summarize(net: Any, batch: int = 1, depth: int | None = None, memory: bool =
     ir: IR = net.ir
     counted: set[str] = set()
     rows: list[Row] = []
+    loss_rows: list[Row] = []
     folded: dict[str, Row] = {}
+    # nodes that only serve the loss are listed apart, so `layers` ends with the network's output
+    feeds_outputs = _reaching(ir, list(ir.outputs.values())) if ir.outputs else None
     for n in ir:
         if n.op in HIDDEN_OPS:
             continue
@@ -143,20 +149,28 @@ def summarize(net: Any, batch: int = 1, depth: int | None = None, memory: bool =
             row = Row(key, use.block, n.uses[depth - 1].label if depth > 0 else "", row.output_shape, row.params,
                       row.macs, row.activation_bytes, use.span.line)
             folded[key] = row
-        rows.append(row)
+        (rows if feeds_outputs is None or n.id in feeds_outputs else loss_rows).append(row)
     params = [p for p in ir.params.values() if not p.state]
     totals = {
         "params": sum(p.size for p in params),
         "trainable_params": sum(p.size for p in params if p.trainable),
         "macs": sum(node_macs(ir, n) for n in ir),
-        "activation_bytes": sum(r.activation_bytes for r in rows),
+        "activation_bytes": sum(r.activation_bytes for r in rows + loss_rows),
         "train_memory_bytes": train_memory_bytes(net, batch) if memory else 0,
     }
     inputs = {}
     for name, nid in ir.inputs.items():
         t = ir.node(nid).outputs[0]
         inputs[name] = {"shape": list(t.shape), "dtype": "int64" if t.is_int else "float32"}
-    return Summary(net.name, net.source, batch, inputs, rows, totals)
+    return Summary(net.name, net.source, batch, inputs, rows, totals, loss_rows)
+
+
+def _reaching(ir: IR, targets: list[Any]) -> set[int]:
+    live = {v.node for v in targets}
+    for n in reversed(list(ir)):
+        if n.id in live:
+            live.update(v.node for v in n.inputs)
+    return live
 
 
 def train_memory_bytes(net: Any, batch: int) -> int:

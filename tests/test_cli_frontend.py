@@ -86,8 +86,10 @@ def test_summary_json_has_the_interface_keys(specs: Path, capsys):
     code, out, _ = run(["summary", str(specs / "lenet.net"), "--json", "--batch", "4"], capsys)
     assert code == 0
     d = json.loads(out)
-    assert set(d) == {"network", "inputs", "layers", "totals"}
+    assert set(d) == {"network", "inputs", "layers", "loss_layers", "totals"}
     assert d["network"] == "LeNet5"
+    # `layers` ends with the layer producing the first output; the loss's own layers are listed apart
+    assert d["layers"][-1]["name"] == "out" and [x["op"] for x in d["loss_layers"]] == ["cross_entropy"]
     assert d["inputs"]["image"] == {"shape": [1, 32, 32], "dtype": "float32"}
     assert d["inputs"]["label"] == {"shape": [], "dtype": "int64"}
     assert [layer["name"] for layer in d["layers"]][:3] == ["c1", "tanh_1", "s2"]
@@ -138,7 +140,7 @@ def test_set_overrides_a_network_parameter(specs: Path, capsys):
     assert code == 0
     assert out.endswith(": ok — 13 layers, 69,356 params, 424,080 MACs\n")
     code, out, _ = run(["summary", str(specs / "lenet.net"), "--set", "classes=3", "--json"], capsys)
-    assert json.loads(out)["layers"][-2]["output_shape"] == [3]
+    assert json.loads(out)["layers"][-1]["output_shape"] == [3]
 
 
 @pytest.mark.parametrize("args,message", [

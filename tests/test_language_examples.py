@@ -148,7 +148,7 @@ def test_lenet5_figures():
     assert out(net, "logits") == (10,)
     assert net.ir.loss is not None and net.ir.type_of(net.ir.loss).shape == ()
     assert net.values == {"classes": 10}
-    names = [r.name for r in net.summary().rows]
+    names = [r.name for r in net.summary().rows + net.summary().loss_rows]
     assert names == ["c1", "tanh_1", "s2", "c3", "tanh_2", "s4", "flatten_1", "f5", "tanh_3", "f6", "tanh_4",
                      "out", "cross_entropy_1"]
     per_layer = {r.name: (r.params, r.macs, r.output_shape) for r in net.summary().rows}
@@ -206,8 +206,9 @@ def test_loads_text():
 
 def test_summary_json_shape_matches_the_interface():
     d = load(LENET).summary().to_dict()
-    assert set(d) == {"network", "inputs", "layers", "totals"}
+    assert set(d) == {"network", "inputs", "layers", "loss_layers", "totals"}
     assert d["network"] == "LeNet5"
+    assert d["layers"][-1]["name"] == "out"  # the last layer produces the first output
     assert d["inputs"] == {"image": {"shape": [1, 32, 32], "dtype": "float32"},
                            "label": {"shape": [], "dtype": "int64"}}
     for layer in d["layers"]:
@@ -217,7 +218,7 @@ def test_summary_json_shape_matches_the_interface():
                               "params": 156, "macs": 117_600, "activation_bytes": 6 * 28 * 28 * 4}
     assert set(d["totals"]) == {"params", "trainable_params", "macs", "activation_bytes", "train_memory_bytes"}
     assert d["totals"]["params"] == 61_706 and d["totals"]["macs"] == 416_520
-    assert d["totals"]["activation_bytes"] == sum(r["activation_bytes"] for r in d["layers"])
+    assert d["totals"]["activation_bytes"] == sum(r["activation_bytes"] for r in d["layers"] + d["loss_layers"])
     assert d["totals"]["train_memory_bytes"] > 0
     assert json.loads(json.dumps(d)) == d
 
