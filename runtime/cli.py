@@ -40,7 +40,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         train(args.spec, data=args.data, epochs=args.epochs, steps=args.steps, batch=args.batch,
               optimizer=args.optimizer, schedule=args.schedule, lr=args.lr, val=args.val, seed=args.seed, out=out,
               every=args.every, resume=args.resume, init_from=args.init_from, device=args.device,
-              progress=not args.quiet, network=args.network, clip=args.clip, **_params(args))
+              progress=not args.quiet, network=args.network, clip=args.clip, detect_anomaly=args.detect_anomaly,
+              **_params(args))
     except KeyboardInterrupt as exc:
         print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)
         return 130
@@ -105,6 +106,10 @@ def register(sub: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--init-from", metavar="CKPT", help="start from a checkpoint's matching parameters")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--detect-anomaly", action="store_true",
+                   help="check every op's output for NaN/inf on every step and name the first op that produced one "
+                   "(slow: a checked replay of each step). Without it, a non-finite loss or gradient still stops "
+                   "the run and names the op")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_train)
 

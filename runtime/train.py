@@ -5,6 +5,12 @@ backward (`Program.step_grads`, dropout seeded by (seed, step, node)), the sched
 fused optimizer update. Once per epoch (or every `every` steps) and at the end: evaluation on the held-out
 part, one line in `DIR/metrics.jsonl`, a checkpoint, and `DIR/curves.png`. Resuming restores parameters,
 optimizer state, schedule state and the step, so the run goes on exactly as if it had not stopped.
+
+Numerical faults: a non-finite loss or gradient stops the run at that step, before the update, with a
+`NumericalFault` that names the first op whose output was not finite (a checked replay of the step,
+`Program.detect_anomaly`, with the parameters as they were before it) and the last good checkpoint. A checkpoint
+is never written with non-finite parameters or optimizer state. `detect_anomaly=True` (`--detect-anomaly`)
+checks every op's output on every step (a checked replay before each step: about three times slower).
 """
 
 from __future__ import annotations
@@ -142,16 +148,74 @@ class _Stop:
             signal.signal(signal.SIGINT, self.old)
 
 
+class NumericalFault(SpecError):
+    """Training met a non-finite value: `step`, the first op that produced one (`anomaly`, from
+    `Program.detect_anomaly`, or None) and the last good checkpoint (`checkpoint`, or None)."""
+
+    def __init__(self, diagnostic: Diagnostic, step: int, anomaly: dict[str, Any] | None,
+                 checkpoint: Path | None) -> None:
+        super().__init__(diagnostic)
+        self.step = step
+        self.anomaly = anomaly
+        self.checkpoint = checkpoint
+
+
+def _not_finite(arrays: dict[str, np.ndarray]) -> list[str]:
+    return [k for k, a in arrays.items() if a.dtype.kind == "f" and not np.isfinite(a).all()]
+
+
+def _fault(prog: Any, net: Any, what: str, step: int, epoch: int, lr: float, feeds: dict[str, Any] | None, seed: int,
+           checkpoint: Path | None, params_before: list[str] | None = None) -> NumericalFault:
+    """The diagnostic for a non-finite value at `step`: the first op that produced one (replaying the step with
+    every op's output checked, when the batch is given), the parameters that were already non-finite, the last
+    good checkpoint and the usual remedies. Positioned at the op (or at the parameter's layer)."""
+    anomaly = None
+    if feeds is not None:
+        try:
+            with np.errstate(all="ignore"):
+                anomaly = prog.detect_anomaly(feeds, seed=seed, step=step)
+        except Exception:  # noqa: BLE001 - the replay is a diagnosis: its failure must not hide the fault
+            anomaly = None
+    bad = params_before if params_before is not None else _not_finite({k: prog.params[k] for k in prog.trainable})
+    span = None
+    notes = []
+    if anomaly is not None:
+        node = next((n for n in net.ir if n.name == anomaly["node"]), None) if anomaly.get("node") else None
+        span = node.span if node is not None else None
+        op = f"{node.op} '{node.name}'" if node is not None else anomaly.get("kernel", "?")
+        notes.append(f"the first non-finite value: the {anomaly['phase']} pass of {op} at {anomaly['where']}: "
+                     f"{anomaly['source']} (kernel {anomaly['kernel']})")
+    elif feeds is not None:
+        notes.append("a checked replay of this step found every op's output finite (the fault may depend on "
+                     "the order of floating-point operations); train with --detect-anomaly to check every step")
+    if bad:
+        notes.append("parameters already non-finite before this step: " + ", ".join(bad[:8])
+                     + (" …" if len(bad) > 8 else ""))
+        if span is None:
+            spec = net.ir.params.get(bad[0])
+            span = spec.span if spec is not None else None
+    notes.append(f"the last good checkpoint is {checkpoint}, left as it was" if checkpoint is not None else
+                 "no checkpoint was written before this step")
+    where = "" if span is not None else f"{net.source}: "
+    hint = (f"lower the learning rate (--lr {lr / 10:g}), clip gradients (--clip 1.0, or `clip 1.0` in the "
+            "recipe), or guard the op named above (a division by zero, the log or square root of a value ≤ 0, an "
+            "overflow)" + ("; then continue from the checkpoint with --resume" if checkpoint is not None else ""))
+    return NumericalFault(Diagnostic(span, f"{where}training stopped at step {step} (epoch {epoch + 1}, lr {lr:g}): "
+                                     f"{what}", hint, notes=notes), step, anomaly, checkpoint)
+
+
 def train(net_or_path: Any, data: Any = None, epochs: int | None = None, steps: int | None = None,
           batch: int | None = None, optimizer: Any = None, schedule: Any = None, lr: float | None = None,
           val: Any = None, seed: int | None = None, out: str | Path | None = None, every: int | None = None,
           resume: bool = False, init_from: str | Path | None = None, device: str = "cpu", progress: bool = True,
           network: str | None = None, clip: float | None = None, augment: Any = None,
-          keep: int = 3, **params: Any) -> list[dict[str, Any]]:
+          keep: int = 3, detect_anomaly: bool = False, **params: Any) -> list[dict[str, Any]]:
     """Train a network (a `Net` or a spec path) with its recipe, the arguments overriding its lines.
 
     Returns the history: one dict per evaluation (step, epoch, lr, train_loss, val_loss, val_accuracy or
     val_perplexity, examples_per_s). With `out`, writes `out/metrics.jsonl`, `out/curves.png` and checkpoints.
+    A non-finite loss or gradient raises `NumericalFault` (a SpecError) naming the op that produced it;
+    `detect_anomaly` checks every op's output on every step (slow).
     """
     t_start = time.perf_counter()
     args = {"data": data, "epochs": epochs, "steps": steps, "batch": batch, "optimizer": optimizer,
@@ -191,6 +255,7 @@ def train(net_or_path: Any, data: Any = None, epochs: int | None = None, steps: 
     sched = Schedule(cfg.schedule, opt.lr, total)
     history: list[dict[str, Any]] = []
     start = 0
+    last_good: list[Path | None] = [mpath if man is not None else None]  # the last checkpoint written or resumed
     if man is not None:
         load_params(prog, arrays)
         opt.load_state({k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}, man["optimizer_steps"])
@@ -231,6 +296,11 @@ def train(net_or_path: Any, data: Any = None, epochs: int | None = None, steps: 
     def save(step: int) -> None:
         if outdir is None:
             return
+        bad = _not_finite(prog.params) + [f"optimizer state {k}" for k in _not_finite(opt.state)]
+        if bad:  # never a checkpoint that cannot be trained on: the last good one stays the latest
+            raise _fault(prog, net, "the update of the previous step made values non-finite: " + ", ".join(bad[:6]),
+                         step, (step - 1) // spe, sched.lr(step - 1, (step - 1) // spe), None, cfg.seed,
+                         last_good[0], params_before=[b for b in bad if not b.startswith("optimizer")])
         arrs = {f"param/{k}": v for k, v in prog.params.items()}
         arrs.update({f"opt/{k}": v for k, v in opt.state.items()})
         epoch_rng = np.random.default_rng([cfg.seed, 1, step // spe]).bit_generator.state
@@ -246,7 +316,7 @@ def train(net_or_path: Any, data: Any = None, epochs: int | None = None, steps: 
             "schedule_state": sched.state(), "history": history, "vocab": s.dataset.tokens,
             "netdsl_version": netdsl.__version__,
         }
-        ckpt.save(outdir, step, arrs, manifest, keep=keep)
+        last_good[0] = ckpt.save(outdir, step, arrs, manifest, keep=keep)
 
     bar = Progress(total, start, progress)
     t_interval = time.perf_counter()
@@ -267,12 +337,24 @@ def train(net_or_path: Any, data: Any = None, epochs: int | None = None, steps: 
                 feeds = batcher.get(epoch, pos, step)
                 n = len(next(iter(feeds.values())))
                 lr_now = sched.lr(step, epoch)
-                loss, outs = prog.step_grads(feeds, seed=cfg.seed, step=step, outputs=True)
+                if detect_anomaly:  # every op's output checked before the step runs
+                    before = _not_finite({k: prog.params[k] for k in prog.trainable})
+                    with np.errstate(all="ignore"):
+                        found = prog.detect_anomaly(feeds, seed=cfg.seed, step=step)
+                    if found is not None:
+                        raise _fault(prog, net, "an op produced a non-finite value (--detect-anomaly)", step, epoch,
+                                     lr_now, feeds, cfg.seed, last_good[0], params_before=before)
+                with np.errstate(all="ignore"):  # non-finite values are caught below, by name
+                    loss, outs = prog.step_grads(feeds, seed=cfg.seed, step=step, outputs=True)
+                # parameters as they were before this step's update: the check comes before opt.step
+                what = None
                 if not math.isfinite(loss):
-                    raise SpecError(Diagnostic(None, f"the training loss became {loss} at step {step} "
-                                               f"(epoch {epoch + 1}, lr {lr_now:g})",
-                                               "lower the learning rate, or clip gradients (clip 1.0 in the "
-                                               "recipe, or a smaller --lr)"))
+                    what = f"the training loss became {loss}"
+                elif not math.isfinite(opt.grad_norm(prog.grads)):
+                    names = _not_finite({k: prog.grads[k] for k in prog.trainable})
+                    what = "the gradient became non-finite" + (f" ({', '.join(names[:6])})" if names else "")
+                if what is not None:
+                    raise _fault(prog, net, what, step, epoch, lr_now, feeds, cfg.seed, last_good[0])
                 if s.task.has_accuracy and s.task.output in outs and s.task.label in feeds:
                     c, k = correct_count(outs[s.task.output], feeds[s.task.label], s.task.ignore)
                     correct += c
@@ -287,7 +369,8 @@ def train(net_or_path: Any, data: Any = None, epochs: int | None = None, steps: 
                 bar.update(loss, ex_interval / max(time.perf_counter() - t_interval, 1e-9), epoch)
                 if step % every_n == 0 or step == total:
                     ex_s = ex_interval / max(time.perf_counter() - t_interval, 1e-9)
-                    vm = evaluate(prog, vbatcher.eval_batches(), s.task) if vbatcher is not None else None
+                    with np.errstate(all="ignore"):  # a diverging model's validation loss may be inf: reported
+                        vm = evaluate(prog, vbatcher.eval_batches(), s.task) if vbatcher is not None else None
                     rec = _record(step, step / spe, lr_now, loss_sum / max(loss_n, 1),
                                   correct / counted if counted else None, vm, ex_s, time.perf_counter() - t_start)
                     history.append(rec)
