@@ -23,7 +23,7 @@ from . import fastmath as fm
 
 # below this many elements a prange launch costs more than it saves (softmax is the only parallel kernel
 # here: the pointwise loops are memory-bound and cheap)
-_PAR_MIN = 1 << 15
+_PAR_MIN = 1 << 22
 _SQRT1_2 = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
 

@@ -45,8 +45,9 @@ def conv2d_backward_workspace_size(C, K, kh, kw, P, Q, groups=1, stride_h=1, str
     return 2 * cols + (K // groups) * ck
 
 
-# below this many elements a prange launch costs more than it saves
-_PAR_MIN = 1 << 15
+# parallel loops only above this many elements: a prange launch costs milliseconds when the cores are busy
+# (measured 10x slower im2col under load), and BLAS already runs the big GEMMs on every core
+_PAR_MIN = 1 << 22
 
 
 @njit(cache=True, error_model="numpy")

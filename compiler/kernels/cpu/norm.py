@@ -26,8 +26,9 @@ import math
 
 from numba import njit, prange
 
-# below this many elements a prange launch costs more than it saves
-_PAR_MIN = 1 << 15
+# parallel loops only above this many elements: a prange launch costs milliseconds when the cores are busy
+# (measured 10x slower im2col under load), and BLAS already runs the big GEMMs on every core
+_PAR_MIN = 1 << 22
 # Reductions may be reassociated so LLVM can vectorise the sums; this flag alone assumes nothing about NaN or
 # infinities, which keep propagating as usual.
 _REASSOC = {"reassoc", "contract"}
