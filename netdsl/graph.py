@@ -10,7 +10,8 @@ Renderings fold clusters: `to_dot(view)` writes Graphviz DOT (stable node names 
 wraps that SVG in a page whose inline script redraws it when a cluster is opened or folded. The page needs no
 network access. The layout is computed per cluster (a compound layout): each cluster's items are layered and
 ordered once, in Python, and only coordinates depend on which clusters are open, so the script (a port of
-`_Placer` below) recomputes just those.
+`_Placer` below) recomputes just those. A link may choose the folding: `page.html#open=all`,
+`#open=layer2.0,layer4.2`, `#fold=all`, or `#click=layer3.1` (clicks the block once drawn).
 
 This module imports neither Numba nor the compiler at import time, so `netdsl graph` starts fast.
 """
@@ -1357,6 +1358,13 @@ _SCRIPT = r"""
     render();
   });
   render();
+  // #click=NAME,NAME: click those blocks once drawn, as a user would (tests the handler end to end)
+  if (hash.indexOf("click=") === 0) {
+    hash.slice(6).split(",").forEach(function (c) {
+      var el = document.querySelector('#netdsl-graph [data-toggle="' + c.replace(/"/g, "") + '"] text');
+      if (el) { el.dispatchEvent(new MouseEvent("click", {bubbles: true})); }
+    });
+  }
 })();
 """
 

@@ -234,7 +234,7 @@ def _numbers(svg: str) -> list[float]:
 
 
 @needs_chromium
-@pytest.mark.parametrize("fragment", ["", "#open=all", "#open=layer2.0,layer4.2"])
+@pytest.mark.parametrize("fragment", ["", "#open=all", "#open=layer2.0,layer4.2", "#click=layer3.1"])
 def test_page_script_draws_what_python_draws(tmp_path: Path, fragment: str) -> None:
     """The page's script (a port of the Python layout) redraws on load: same boxes, paths and texts."""
     net = netdsl.load("specs/resnet50.net")
@@ -250,7 +250,7 @@ def test_page_script_draws_what_python_draws(tmp_path: Path, fragment: str) -> N
     if fragment == "#open=all":
         folded = set()
     elif fragment:
-        folded -= set(fragment[len("#open="):].split(","))
+        folded -= set(fragment.split("=")[1].split(","))  # opened by the link, or by a click on the block
     py = graph.to_svg(view, folded=folded)
     py = py[: py.index("</svg>")]
     a, b = _numbers(py), _numbers(js)
