@@ -1,0 +1,94 @@
+"""The prange variants the kernels switch to on very large tensors compute exactly what the serial paths do.
+
+The kernels take their parallel path only above `_PAR_MIN` elements (millions, so tests never reach it through
+the public kernels): these tests call each parallel helper directly on a moderate tensor instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from netdsl.compiler.kernels.cpu import activation as act
+from netdsl.compiler.kernels.cpu import conv, norm, pool
+
+
+def test_softmax_parallel_matches_serial():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 9, 5))
+    a, b = np.empty_like(x), np.empty_like(x)
+    act.softmax_forward(x, a)
+    act._softmax_fwd_par(x, b)
+    np.testing.assert_array_equal(a, b)
+    g = rng.standard_normal(x.shape)
+    ga, gb = np.empty_like(x), np.empty_like(x)
+    act.softmax_backward(g, a, ga)
+    act._softmax_bwd_par(g, a, gb)
+    np.testing.assert_array_equal(ga, gb)
+
+
+def test_im2col_and_col2im_parallel_match_serial():
+    rng = np.random.default_rng(1)
+    xb = rng.standard_normal((4, 9, 10))
+    args = (0, 4, 3, 3, 2, 1, 1, 1, 1, 1, 5, 10)  # c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q
+    a = np.empty((4 * 9, 5 * 10))
+    b = np.empty_like(a)
+    conv._im2col(xb, *args, a)
+    conv._im2col_par(xb, *args, b)
+    np.testing.assert_array_equal(a, b)
+    ga, gb = np.zeros_like(xb), np.zeros_like(xb)
+    conv._col2im(a, *args, ga)
+    conv._col2im_par(a, *args, gb)
+    np.testing.assert_array_equal(ga, gb)
+
+
+def test_norm_parallel_matches_serial():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 8, 7))
+    o1, o2, s1, s2 = (np.empty_like(x) for _ in range(4))
+    norm.lrn_forward(x, 5, 1e-2, 0.75, 2.0, o1, s1)
+    norm._lrn_fwd_par(x, 5, 1e-2, 0.75, 2.0, o2, s2)
+    np.testing.assert_array_equal(o1, o2)
+    g = rng.standard_normal(x.shape)
+    g1, g2 = np.empty_like(x), np.empty_like(x)
+    norm.lrn_backward(g, x, o1, s1, 5, 1e-2, 0.75, g1)
+    norm._lrn_bwd_par(g, x, o1, s1, 5, 1e-2, 0.75, g2)
+    np.testing.assert_array_equal(g1, g2)
+    gamma, beta = rng.standard_normal(8), rng.standard_normal(8)
+    outs = []
+    for f in (norm.batchnorm_forward_train, norm._bn_train_par):
+        rm, rv, out, m, s = np.zeros(8), np.ones(8), np.empty_like(x), np.empty(8), np.empty(8)
+        f(x, gamma, beta, 1e-5, 0.1, rm, rv, True, out, m, s)
+        outs.append((out, rm, rv, m, s))
+    for a, b in zip(*outs, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-13)
+    out, _, _, m, s = outs[0]
+    grads = []
+    for f in (norm.batchnorm_backward, norm._bn_bwd_par):
+        gx, gg, gb = np.empty_like(x), np.empty(8), np.empty(8)
+        f(g, x, gamma, m, s, gx, gg, gb, True)
+        grads.append((gx, gg, gb))
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    x2 = rng.standard_normal((12, 16))
+    lo = []
+    for f in (norm.layernorm_forward, norm._ln_fwd_par):
+        out, m, s = np.empty_like(x2), np.empty(12), np.empty(12)
+        f(x2, gamma[:1].repeat(16), beta[:1].repeat(16), 1e-5, out, m, s)
+        lo.append((out, m, s))
+    for a, b in zip(*lo, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_pool_parallel_matches_serial():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 9, 8))
+    shape = (2, 3, 5, 4)
+    o1, o2 = np.empty(shape), np.empty(shape)
+    a1, a2 = np.empty(shape, np.int64), np.empty(shape, np.int64)
+    pool.maxpool2d_forward(x, 3, 3, 2, 2, 1, 1, o1, a1)
+    pool._maxpool_par(x, 3, 3, 2, 2, 1, 1, o2, a2)
+    np.testing.assert_array_equal(o1, o2)
+    np.testing.assert_array_equal(a1, a2)
+    pool.avgpool2d_forward(x, 3, 3, 2, 2, 1, 1, o1)
+    pool._avgpool_par(x, 3, 3, 2, 2, 1, 1, o2)
+    np.testing.assert_array_equal(o1, o2)
