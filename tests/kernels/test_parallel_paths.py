@@ -7,7 +7,6 @@ the public kernels): these tests call each parallel helper directly on a moderat
 from __future__ import annotations
 
 import numpy as np
-
 from netdsl.compiler.kernels.cpu import activation as act
 from netdsl.compiler.kernels.cpu import conv, norm, pool
 
