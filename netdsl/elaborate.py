@@ -511,7 +511,8 @@ class Elaborator:
 
     def guard_size(self, t: TensorType, span: Span, frame: Frame, what: str) -> None:
         if t.size > MAX_ELEMENTS:
-            raise self.err(frame, span, f"{what} would produce {t.spec()}: {t.size:,} elements per example, "
+            shape = ("int" if t.is_int else "") + "[" + ", ".join(_big(d) for d in t.shape) + "]"
+            raise self.err(frame, span, f"{what} would produce {shape}: {_big(t.size, ',')} elements per example, "
                            f"more than the limit {MAX_ELEMENTS:,}")
 
     def count_node(self, frame: Frame, span: Span) -> None:
@@ -586,3 +587,9 @@ def _required(f: Any) -> list[str]:
     if isinstance(f, BlockLayer):
         return [p.name for p in f.block.params if p.default is None]
     return []
+
+
+def _big(n: int, sep: str = "") -> str:
+    """A number as written, unless it is absurdly long (a size in a refusal): its first digits and its length."""
+    text = f"{n:{sep}}" if sep else str(n)
+    return text if n < 10**18 else f"{str(n)[:4]}…({len(str(n))} digits)"

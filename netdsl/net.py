@@ -112,7 +112,7 @@ def _load(text: str, name: str, base: Path | None, allow: list[Path], files: Fil
         key = str(target)
         roots = [base.resolve()] + [a.resolve() for a in allow]
         if not any(target == r or r in target.parents for r in roots):
-            errors.add(Diagnostic(imp.span, f'import "{imp.path}" leaves the spec\'s directory ({base})',
+            errors.add(Diagnostic(imp.span, f'import "{imp.path}" leaves the spec\'s directory ({base.resolve()})',
                                   "imports stay inside the importing file's directory tree; "
                                   "allow another directory with --allow-path DIR"))
             continue
