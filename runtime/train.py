@@ -225,6 +225,16 @@ def train(net_or_path: Any, data: Any = None, epochs: int | None = None, steps: 
     man: dict[str, Any] | None = None
     arrays: dict[str, np.ndarray] = {}
     base = None
+    if outdir is not None:
+        for stale in outdir.glob(".ckpt-*.tmp"):  # a checkpoint being written when a run was killed: never used
+            stale.unlink(missing_ok=True)
+    if not resume and outdir is not None and ckpt.checkpoints(outdir):
+        # a new run would write beside them, and keeping the newest checkpoints would delete its own
+        latest = ckpt.checkpoints(outdir)[-1]
+        raise SpecError(Diagnostic(None, f"{outdir}: holds the checkpoints of an earlier run (the latest is "
+                                   f"{latest.name}); a new run there would mix with them",
+                                   "continue it with --resume, or start the new run in another --out directory "
+                                   "(or delete the old checkpoints)"))
     if resume:
         if outdir is None:
             raise SpecError(Diagnostic(None, "resume needs the run's directory (--out DIR)"))
@@ -291,7 +301,8 @@ def train(net_or_path: Any, data: Any = None, epochs: int | None = None, steps: 
         outdir.mkdir(parents=True, exist_ok=True)
         if s.dataset.tokens is not None:
             kind = "chars" if s.dataset.name.startswith("text") else "words"
-            (outdir / "vocab.json").write_text(json.dumps({"kind": kind, "tokens": s.dataset.tokens}), encoding="utf-8")
+            vocab = json.dumps({"kind": kind, "tokens": s.dataset.tokens}).encode("utf-8")
+            ckpt.write_atomic(outdir / "vocab.json", lambda f: f.write(vocab))  # whole or absent, as checkpoints
 
     def save(step: int) -> None:
         if outdir is None:
