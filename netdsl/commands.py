@@ -103,7 +103,7 @@ def _warm(prog: Any, net: Any, batch: int) -> None:
 
 
 # Modules that add commands of their own: each has `register(sub)` (imported only to build the parser).
-REGISTRARS = ("netdsl.runtime.cli", "netdsl.inspect_cli")
+REGISTRARS = ("netdsl.runtime.cli", "netdsl.inspect_cli", "netdsl.decode_cli")
 
 
 def register_all(sub: Any) -> None:
