@@ -41,7 +41,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               optimizer=args.optimizer, schedule=args.schedule, lr=args.lr, val=args.val, seed=args.seed, out=out,
               every=args.every, resume=args.resume, init_from=args.init_from, device=args.device,
               progress=not args.quiet, network=args.network, clip=args.clip, detect_anomaly=args.detect_anomaly,
-              **_params(args))
+              allow_paths=args.allow_path, **_params(args))
     except KeyboardInterrupt as exc:
         print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)
         return 130
@@ -90,6 +90,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     p = sub.add_parser("train", help="train a network with its recipe (flags override the recipe's lines)")
     _common(p)
+    p.add_argument("--allow-path", action="append", metavar="DIR", help="allow imports from this directory")
     p.add_argument("--data", help="dataset expression, e.g. 'digits(size=32)', or a path (format recognised)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int, help="number of epochs")

@@ -184,7 +184,7 @@ class SpecInfo:
     params: list[str]  # the network's parameter names
 
 
-def read_spec(path: str | Path, network: str | None = None) -> SpecInfo:
+def read_spec(path: str | Path, network: str | None = None, allow_paths: list[str] | None = None) -> SpecInfo:
     from netdsl.net import _pick, read_files
     from netdsl.recipe import recipe_for
 
@@ -195,7 +195,7 @@ def read_spec(path: str | Path, network: str | None = None) -> SpecInfo:
         raise SpecError(Diagnostic(None, f"{path}: no such file")) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(Diagnostic(None, f"{path}: cannot read the spec: {exc}")) from None
-    files = read_files(text, str(path), p.parent, [])
+    files = read_files(text, str(path), p.parent, [Path(a) for a in allow_paths or []])
     net_ast = _pick(files, network)
     autos = [q.name for q in net_ast.params if isinstance(q.default, ast.Name) and q.default.id == "auto"]
     return SpecInfo(p, net_ast.name, recipe_for(files, net_ast.name), autos, [q.name for q in net_ast.params])

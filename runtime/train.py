@@ -58,10 +58,12 @@ def _say(progress: bool, text: str) -> None:
 
 
 def prepare(net_or_path: Any, config_args: dict[str, Any], params: dict[str, Any], network: str | None = None,
-            base: Config | None = None, tokens: list[str] | None = None, preset: dict[str, Any] | None = None) -> Setup:
+            base: Config | None = None, tokens: list[str] | None = None, preset: dict[str, Any] | None = None,
+            allow_paths: list[str] | None = None) -> Setup:
     """Read the spec's recipe, merge the configuration, open and split the data, load and bind the network.
 
     `preset`: network parameter values to use unless `params` sets them (a checkpoint's, for eval and sample).
+    `allow_paths`: directories the spec's imports may come from besides its own tree (`--allow-path`).
     """
     info: SpecInfo | None = None
     if isinstance(net_or_path, netdsl.Net):
@@ -70,7 +72,7 @@ def prepare(net_or_path: Any, config_args: dict[str, Any], params: dict[str, Any
                                        "pass the spec's path, or load it with them: netdsl.load(path, k=v)"))
         recipe = net_or_path.recipe
     else:
-        info = read_spec(net_or_path, network)
+        info = read_spec(net_or_path, network, allow_paths)
         recipe = info.recipe
     config = resolve(recipe, base, config_args)
     if config.data is None:
@@ -85,7 +87,8 @@ def prepare(net_or_path: Any, config_args: dict[str, Any], params: dict[str, Any
         assert info is not None
         given = {k: v for k, v in (preset or {}).items() if k in info.params}
         given.update(params)
-        net = netdsl.load(info.path, network=info.network, **given, **auto_values(info, ds, given))
+        net = netdsl.load(info.path, network=info.network, allow_paths=allow_paths, **given,
+                          **auto_values(info, ds, given))
     train_ds, val_ds = split(ds, config.val, tokens, spec_dir)
     bound = bind(train_ds, net, config.fields or None)
     vbound = bind(val_ds, net, config.fields or None) if val_ds is not None else None
@@ -209,7 +212,8 @@ def train(net_or_path: Any, data: Any = None, epochs: int | None = None, steps: 
           val: Any = None, seed: int | None = None, out: str | Path | None = None, every: int | None = None,
           resume: bool = False, init_from: str | Path | None = None, device: str = "cpu", progress: bool = True,
           network: str | None = None, clip: float | None = None, augment: Any = None,
-          keep: int = 3, detect_anomaly: bool = False, **params: Any) -> list[dict[str, Any]]:
+          keep: int = 3, detect_anomaly: bool = False, allow_paths: list[str] | None = None,
+          **params: Any) -> list[dict[str, Any]]:
     """Train a network (a `Net` or a spec path) with its recipe, the arguments overriding its lines.
 
     Returns the history: one dict per evaluation (step, epoch, lr, train_loss, val_loss, val_accuracy or
@@ -242,7 +246,8 @@ def train(net_or_path: Any, data: Any = None, epochs: int | None = None, steps: 
             raise SpecError(Diagnostic(None, f"{outdir}: nothing to resume: no checkpoint in this directory"))
         man, arrays, mpath = ckpt.load(outdir)
         base = Config.from_json(man["config"])
-    s = prepare(net_or_path, args, params, network, base, man.get("vocab") if man else None)
+    s = prepare(net_or_path, args, params, network, base, man.get("vocab") if man else None,
+                allow_paths=allow_paths)
     net, cfg = s.net, s.config
     if man is not None:
         why = ckpt.mismatch(man, net)
