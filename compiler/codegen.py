@@ -196,7 +196,7 @@ def load_module(code: str) -> ModuleType:
             os.replace(tmp, path)
     except OSError:
         module = ModuleType(name)  # an unwritable cache: run it from memory (kernels are cached separately)
-        exec(compile(code, f"<{name}>", "exec"), module.__dict__)
+        exec(compile(code, f"<{name}>", "exec"), module.__dict__)  # noqa: S102 - our own generated code
         sys.modules[name] = module
         return module
     spec = importlib.util.spec_from_file_location(name, path)

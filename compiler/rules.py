@@ -74,23 +74,28 @@ def _bias(ctx: Any, n: Node) -> Any:
 
 
 def _conv_geometry(ctx: Any, n: Node) -> tuple[int, ...]:
-    c, h, w = _in(ctx, n).shape
+    c = _in(ctx, n).shape[0]
     k, p, q = n.outputs[0].shape
     kh, kw = n.attrs["kernel"]
     return c, k, kh, kw, p, q
 
 
-def _conv_cols(n: Node, c: int, kh: int, kw: int, p: int, q: int) -> int:
-    a = n.attrs
-    direct = (kh, kw) == (1, 1) and a["stride"] == (1, 1) and a["pad"] == (0, 0)
-    return 0 if direct else (c // a["groups"]) * kh * kw * p * q
+_CHUNK = 1 << 20  # conv.py's chunk of workspace: its workspace-size helpers, restated without importing Numba
+
+
+def _conv_ws(n: Node, c: int, k: int, kh: int, kw: int, p: int, q: int, backward: bool) -> int:
+    g = n.attrs["groups"]
+    ck = (c // g) * kh * kw
+    if backward:
+        return max((2 * ck + k) * p * q, _CHUNK) + (k // g) * ck
+    return max((ck + k // g) * p * q, _CHUNK)
 
 
 @forward("conv")
 def conv_fwd(ctx: Any, n: Node, ins: list[Any], out: Any) -> None:
     c, k, kh, kw, p, q = _conv_geometry(ctx, n)
     a = n.attrs
-    ws = ctx.ws("cols", _conv_cols(n, c, kh, kw, p, q))
+    ws = ctx.ws("cols", _conv_ws(n, c, k, kh, kw, p, q, False))
     ctx.emit("conv.conv2d_forward", ins[0], ctx.param(n, "weight"), _bias(ctx, n), *a["stride"], *a["pad"],
              *a["dilation"], a["groups"], out, ws)
 
@@ -99,11 +104,10 @@ def conv_fwd(ctx: Any, n: Node, ins: list[Any], out: Any) -> None:
 def conv_bwd(ctx: Any, n: Node, ins: list[Any], out: Any, gout: Any, gins: list[Any]) -> None:
     c, k, kh, kw, p, q = _conv_geometry(ctx, n)
     a = n.attrs
-    cols = _conv_cols(n, c, kh, kw, p, q)
     gx, need_gx = _gx(ctx, gins[0], 4)
     gw, need_gw = _pg(ctx, n, "weight", 4)
     gb, _ = _pg(ctx, n, "bias", 1)
-    ws = ctx.ws("gcols", 2 * cols + (k // a["groups"]) * (c // a["groups"]) * kh * kw)
+    ws = ctx.ws("gcols", _conv_ws(n, c, k, kh, kw, p, q, True))
     ctx.emit("conv.conv2d_backward", gout, ins[0], ctx.param(n, "weight"), *a["stride"], *a["pad"], *a["dilation"],
              a["groups"], gx, gw, gb, need_gx, need_gw, ws)
 
@@ -528,4 +532,4 @@ def unsupported(op: str) -> Callable[..., None]:
     return rule
 
 
-from . import rules_seq  # noqa: E402,F401  (registers the sequence ops' rules)
+from . import rules_seq  # noqa: F401  (registers the sequence ops' rules)
