@@ -20,6 +20,7 @@ into the update, the gradients themselves are not rewritten.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -104,6 +105,19 @@ def _flat(a: np.ndarray, name: str) -> np.ndarray:
     return a.reshape(-1)
 
 
+def _backend(params: Any) -> Any:
+    """The update kernels for where the parameters live: these, or the CUDA ones for a CudaProgram's."""
+    if getattr(params, "device", "cpu") == "cuda":
+        from netdsl.compiler.kernels.cuda import optim
+
+        return optim
+    return sys.modules[__name__]
+
+
+zeros_like = np.zeros_like
+flat = _flat
+
+
 def check_hyper(call: CallSpec) -> dict[str, Any]:
     """The optimizer's settings with defaults filled in, each value checked."""
     if call.name not in DEFAULTS:
@@ -156,10 +170,11 @@ class Optimizer:
         self.params = params
         self.names = list(names)
         self.t = 0
+        self.k = _backend(params)  # update kernels (and state arrays) where the parameters live
         self.state: dict[str, np.ndarray] = {}
         for n in self.names:
             for slot in SLOTS[self.name]:
-                self.state[f"{n}/{slot}"] = np.zeros_like(params[n])
+                self.state[f"{n}/{slot}"] = self.k.zeros_like(params[n])
         min_rank = self.hyper["decay_min_rank"]
         self.decay = {n: self.hyper["weight_decay"] if params[n].ndim >= min_rank else 0.0 for n in self.names}
 
@@ -172,7 +187,8 @@ class Optimizer:
         return f"{self.name}(" + ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items()) + ")"
 
     def grad_norm(self, grads: dict[str, np.ndarray]) -> float:
-        return math.sqrt(sum(sumsq_kernel(_flat(grads[n], n)) for n in self.names))
+        k = self.k
+        return math.sqrt(sum(k.sumsq_kernel(k.flat(grads[n], n)) for n in self.names))
 
     def step(self, grads: dict[str, np.ndarray], lr: float, clip: float | None = None) -> float | None:
         """One update at learning rate `lr`; returns the gradient norm when clipping (else None)."""
@@ -184,20 +200,22 @@ class Optimizer:
                 scale = clip / (norm + 1e-6)
         self.t += 1
         h = self.hyper
+        k = self.k
         for n in self.names:
-            p = _flat(self.params[n], n)
-            g = _flat(grads[n], n)
+            p = k.flat(self.params[n], n)
+            g = k.flat(grads[n], n)
             wd = self.decay[n]
             if self.name == "sgd":
-                sgd_kernel(p, g, _flat(self.state[f"{n}/momentum"], n), lr, h["momentum"], h["nesterov"], wd, scale)
+                k.sgd_kernel(p, g, k.flat(self.state[f"{n}/momentum"], n), lr, h["momentum"], h["nesterov"], wd,
+                             scale)
             elif self.name in ("adam", "adamw"):
                 bc1 = 1.0 - h["beta1"] ** self.t
                 bc2 = 1.0 - h["beta2"] ** self.t
-                adam_kernel(p, g, _flat(self.state[f"{n}/m"], n), _flat(self.state[f"{n}/v"], n), lr, h["beta1"],
-                            h["beta2"], h["eps"], wd, self.name == "adamw", bc1, bc2, scale)
+                k.adam_kernel(p, g, k.flat(self.state[f"{n}/m"], n), k.flat(self.state[f"{n}/v"], n), lr, h["beta1"],
+                              h["beta2"], h["eps"], wd, self.name == "adamw", bc1, bc2, scale)
             else:
-                rmsprop_kernel(p, g, _flat(self.state[f"{n}/square"], n), _flat(self.state[f"{n}/momentum"], n), lr,
-                               h["alpha"], h["eps"], h["momentum"], wd, scale)
+                k.rmsprop_kernel(p, g, k.flat(self.state[f"{n}/square"], n), k.flat(self.state[f"{n}/momentum"], n),
+                                 lr, h["alpha"], h["eps"], h["momentum"], wd, scale)
         return norm
 
     def load_state(self, arrays: dict[str, np.ndarray], t: int) -> None:

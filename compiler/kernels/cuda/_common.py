@@ -6,9 +6,10 @@ capped: on a GPU the caps are the hardware limits; under the simulator (one Pyth
 they are small, so a simulated launch costs a few dozen threads whatever the tensor size. The same code runs
 in both cases; only the constants below differ (``NETDSL_CUDA_TILE`` / ``NETDSL_CUDA_RED`` override them).
 
-- `gemm`: C = alpha · op(A) op(B) (+ beta · C) (+ bias) through TILE×TILE shared-memory tiles, on flat
+- `gemm`: C = alpha · op(A) op(B) (+ beta · C) (+ bias) through TILE×TK / TK×TILE shared-memory tiles, on flat
   arrays described by offsets and strides, so transposes, attention heads (column slices), shared batch
-  operands (stride 0) and sums over a batch (the `S` slices) need no copies.
+  operands (stride 0) and sums over a batch (the `S` slices) need no copies. A contraction no longer than
+  one tile depth (S·K <= TK) has nothing to reuse: it takes a one-thread-per-output kernel instead.
 - `_block_sum` / `_block_max`: tree reductions in shared memory (no warp shuffles, which the simulator lacks);
   blocks of RED threads, statistics accumulated in float64 whatever the data's dtype.
 - `scratch`: small device buffers kept per (name, size, dtype) for per-row losses and partial sums.
@@ -25,12 +26,15 @@ from numba.core import config
 
 SIM = bool(config.ENABLE_CUDASIM)
 TILE = int(os.environ.get("NETDSL_CUDA_TILE", "4" if SIM else "16"))  # GEMM tile edge: TILE×TILE threads
+TK = int(os.environ.get("NETDSL_CUDA_TK", "16"))  # GEMM tile depth (a multiple of TILE): one barrier per TK
 RED = int(os.environ.get("NETDSL_CUDA_RED", "16" if SIM else "128"))  # threads of a reduction block (2^k)
 BLOCK = 32 if SIM else 256  # threads of a pointwise block
 GRID = 4 if SIM else 65535  # blocks of a grid-stride launch (per grid axis)
 
 if RED & (RED - 1) or RED < 2:
     raise ValueError(f"NETDSL_CUDA_RED must be a power of two ≥ 2, found {RED}")
+if TK % TILE:
+    raise ValueError(f"NETDSL_CUDA_TK must be a multiple of the tile edge {TILE}, found {TK}")
 
 if hasattr(config, "CUDA_LOW_OCCUPANCY_WARNINGS"):
     config.CUDA_LOW_OCCUPANCY_WARNINGS = 0  # tiny per-step launches are the norm here
@@ -246,8 +250,8 @@ def _gemm(M, N, K, S, Z, Z2,
     #   C[z][i, j] = alpha * sum_{s < S, k < K} A[z, s][i, k] B[z, s][k, j] + beta * C[z][i, j] + bias[i, j]
     # where X[z, s][r, c] = X[x_off + z1 * x_z1 + z2 * x_z2 + s * x_s + r * x_rs + c * x_cs] (C without s).
     # beta is 0 or 1 (C is not read when 0); bias has bias_rs/bias_cs strides, or is empty.
-    sA = cuda.shared.array((TILE, TILE), dtype=A.dtype)
-    sB = cuda.shared.array((TILE, TILE), dtype=B.dtype)
+    sA = cuda.shared.array((TILE, TK), dtype=A.dtype)
+    sB = cuda.shared.array((TK, TILE), dtype=B.dtype)
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
     ntm = (M + TILE - 1) // TILE
@@ -264,19 +268,21 @@ def _gemm(M, N, K, S, Z, Z2,
                 for s in range(S):
                     abase = a_off + z1 * a_z1 + z2 * a_z2 + s * a_s
                     bbase = b_off + z1 * b_z1 + z2 * b_z2 + s * b_s
-                    for k0 in range(0, K, TILE):
-                        ka = k0 + tx
-                        if i < M and ka < K:
-                            sA[ty, tx] = A[abase + i * a_rs + ka * a_cs]
-                        else:
-                            sA[ty, tx] = 0
-                        kb = k0 + ty
-                        if kb < K and j < N:
-                            sB[ty, tx] = B[bbase + kb * b_rs + j * b_cs]
-                        else:
-                            sB[ty, tx] = 0
+                    for k0 in range(0, K, TK):
+                        for l in range(tx, TK, TILE):  # row ty of the A tile
+                            ka = k0 + l
+                            if i < M and ka < K:
+                                sA[ty, l] = A[abase + i * a_rs + ka * a_cs]
+                            else:
+                                sA[ty, l] = 0
+                        for l in range(ty, TK, TILE):  # column tx of the B tile
+                            kb = k0 + l
+                            if kb < K and j < N:
+                                sB[l, tx] = B[bbase + kb * b_rs + j * b_cs]
+                            else:
+                                sB[l, tx] = 0
                         cuda.syncthreads()
-                        for kk in range(TILE):
+                        for kk in range(TK):
                             acc += sA[ty, kk] * sB[kk, tx]
                         cuda.syncthreads()
                 if i < M and j < N:
@@ -287,6 +293,37 @@ def _gemm(M, N, K, S, Z, Z2,
                     if beta != 0.0:
                         v += C[ci]
                     C[ci] = v
+
+
+@kernel
+def _gemm_small(M, N, K, S, Z, Z2,
+                A, a_off, a_z1, a_z2, a_s, a_rs, a_cs,
+                B, b_off, b_z1, b_z2, b_s, b_rs, b_cs,
+                C, c_off, c_z1, c_z2, c_rs, c_cs,
+                alpha, beta, bias, bias_rs, bias_cs, zero):
+    # `_gemm` for a short contraction (S·K <= TK): one thread per output element, no tiles (nothing to reuse)
+    has_bias = bias.size > 0
+    MN = M * N
+    for e in range(cuda.grid(1), Z * MN, cuda.gridsize(1)):
+        z = e // MN
+        r = e - z * MN
+        i = r // N
+        j = r - i * N
+        z1 = z // Z2
+        z2 = z - z1 * Z2
+        acc = zero
+        for s in range(S):
+            abase = a_off + z1 * a_z1 + z2 * a_z2 + s * a_s + i * a_rs
+            bbase = b_off + z1 * b_z1 + z2 * b_z2 + s * b_s + j * b_cs
+            for k in range(K):
+                acc += A[abase + k * a_cs] * B[bbase + k * b_rs]
+        v = alpha * acc
+        if has_bias:
+            v += bias[i * bias_rs + j * bias_cs]
+        ci = c_off + z1 * c_z1 + z2 * c_z2 + i * c_rs + j * c_cs
+        if beta != 0.0:
+            v += C[ci]
+        C[ci] = v
 
 
 class Mat:
@@ -335,6 +372,9 @@ def gemm(a: Mat, b: Mat, c: Mat, M: int, N: int, K: int, Z: int = 1, Z2: int = 1
             b.arr, b.off, b.z1, b.z2, b.s, b.rs, b.cs,
             c.arr, c.off, c.z1, c.z2, c.rs, c.cs,
             float(alpha), 1.0 if accumulate else 0.0, bias, bias_rs, bias_cs, dt.type(0))
+    if K * S <= TK:
+        launch(_gemm_small, Z * M * N, *args)
+        return
     if _RECORD:
         _record(_gemm, args)
     _gemm[grid, (TILE, TILE)](*args)

@@ -14,38 +14,34 @@ arrays.
   the (k, i, j) that reach it), with no atomics and no workspace.
 - bias gradient: a block reduction per output channel.
 
-``ws`` is accepted for the CPU signature and not used.
+``ws`` is accepted for the CPU signature (the lowering sizes it for the CPU kernels) and not used.
 """
 
 from __future__ import annotations
 
 from numba import cuda
 
-from ._common import _RECORD, SIM, TILE, Mat, _record, flat, gemm, kernel, launch, sum_lines
+from ._common import _RECORD, SIM, TILE, TK, Mat, _record, flat, gemm, kernel, launch, sum_lines
 from .util import zero
 
 
 def conv2d_workspace_size(C, K, kh, kw, P, Q, groups=1, stride_h=1, stride_w=1, pad_h=0, pad_w=0,
                           dil_h=1, dil_w=1):
-    """Elements of ``ws`` for ``conv2d_forward`` (the CPU backend's; the device kernels need none)."""
-    if kh == 1 and kw == 1 and stride_h == 1 and stride_w == 1 and pad_h == 0 and pad_w == 0:
-        return 0
-    return (C // groups) * kh * kw * P * Q
+    """Elements of ``ws`` that ``conv2d_forward`` needs on the device: none (implicit GEMM)."""
+    return 0
 
 
 def conv2d_backward_workspace_size(C, K, kh, kw, P, Q, groups=1, stride_h=1, stride_w=1, pad_h=0,
                                    pad_w=0, dil_h=1, dil_w=1):
-    """Elements of ``ws`` for ``conv2d_backward`` (the CPU backend's; the device kernels need none)."""
-    ck = (C // groups) * kh * kw
-    cols = conv2d_workspace_size(C, K, kh, kw, P, Q, groups, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w)
-    return 2 * cols + (K // groups) * ck
+    """Elements of ``ws`` that ``conv2d_backward`` needs on the device: none."""
+    return 0
 
 
 @kernel
 def _conv_fwd(x, w, b, out, B, C, H, W, K, Cg, kh, kw, P, Q, sh, sw, ph, pw, dh, dw, groups, zero):
     # per group g (grid z): out[n, g*Kg + k, p, q] = sum_r w[g*Kg + k, r] * cols_g[r, (n, p, q)] + b
-    sA = cuda.shared.array((TILE, TILE), dtype=w.dtype)
-    sB = cuda.shared.array((TILE, TILE), dtype=x.dtype)
+    sA = cuda.shared.array((TILE, TK), dtype=w.dtype)
+    sB = cuda.shared.array((TK, TILE), dtype=x.dtype)
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
     Kg = K // groups
@@ -59,34 +55,35 @@ def _conv_fwd(x, w, b, out, B, C, H, W, K, Cg, kh, kw, P, Q, sh, sw, ph, pw, dh,
             i = ti * TILE + ty  # output channel within the group
             for tj in range(cuda.blockIdx.x, ntn, cuda.gridDim.x):
                 j = tj * TILE + tx  # column (n, p, q)
+                n = j // PQ
+                p = (j // Q) % P
+                q = j % Q
                 acc = zero
-                for r0 in range(0, ck, TILE):
-                    ra = r0 + tx
-                    if i < Kg and ra < ck:
-                        sA[ty, tx] = w[(g * Kg + i) * ck + ra]
-                    else:
-                        sA[ty, tx] = 0
-                    rb = r0 + ty
-                    v = zero
-                    if rb < ck and j < ncol:
-                        c = rb // (kh * kw)
-                        ii = (rb // kw) % kh
-                        jj = rb % kw
-                        n = j // PQ
-                        p = (j // Q) % P
-                        q = j % Q
-                        h = p * sh - ph + ii * dh
-                        ww = q * sw - pw + jj * dw
-                        if h >= 0 and h < H and ww >= 0 and ww < W:
-                            v = x[((n * C + g * Cg + c) * H + h) * W + ww]
-                    sB[ty, tx] = v
+                for r0 in range(0, ck, TK):
+                    for l in range(tx, TK, TILE):
+                        ra = r0 + l
+                        if i < Kg and ra < ck:
+                            sA[ty, l] = w[(g * Kg + i) * ck + ra]
+                        else:
+                            sA[ty, l] = 0
+                    for l in range(ty, TK, TILE):  # the column matrix, gathered from x
+                        rb = r0 + l
+                        v = zero
+                        if rb < ck and j < ncol:
+                            c = rb // (kh * kw)
+                            ii = (rb // kw) % kh
+                            jj = rb % kw
+                            h = p * sh - ph + ii * dh
+                            ww = q * sw - pw + jj * dw
+                            if h >= 0 and h < H and ww >= 0 and ww < W:
+                                v = x[((n * C + g * Cg + c) * H + h) * W + ww]
+                        sB[l, tx] = v
                     cuda.syncthreads()
-                    for kk in range(TILE):
+                    for kk in range(TK):
                         acc += sA[ty, kk] * sB[kk, tx]
                     cuda.syncthreads()
                 if i < Kg and j < ncol:
                     k = g * Kg + i
-                    n = j // PQ
                     s = j - n * PQ
                     v2 = acc
                     if b.size > 0:
@@ -97,8 +94,8 @@ def _conv_fwd(x, w, b, out, B, C, H, W, K, Cg, kh, kw, P, Q, sh, sw, ph, pw, dh,
 @kernel
 def _conv_wgrad(gout, x, gw, B, C, H, W, K, Cg, kh, kw, P, Q, sh, sw, ph, pw, dh, dw, groups, zero):
     # per group g: gw[g*Kg + k, r] = sum over columns (n, p, q) of gout[n, g*Kg + k, p, q] * cols_g[r, (n, p, q)]
-    sA = cuda.shared.array((TILE, TILE), dtype=gout.dtype)
-    sB = cuda.shared.array((TILE, TILE), dtype=x.dtype)
+    sA = cuda.shared.array((TILE, TK), dtype=gout.dtype)
+    sB = cuda.shared.array((TK, TILE), dtype=x.dtype)
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
     Kg = K // groups
@@ -112,30 +109,32 @@ def _conv_wgrad(gout, x, gw, B, C, H, W, K, Cg, kh, kw, P, Q, sh, sw, ph, pw, dh
             i = ti * TILE + ty  # output channel within the group
             for tj in range(cuda.blockIdx.x, ntn, cuda.gridDim.x):
                 r = tj * TILE + tx  # weight column (c, i, j)
+                c = r // (kh * kw)
+                ii = (r // kw) % kh
+                jj = r % kw
                 acc = zero
-                for j0 in range(0, ncol, TILE):
-                    ja = j0 + tx
-                    if i < Kg and ja < ncol:
-                        n = ja // PQ
-                        sA[ty, tx] = gout[(n * K + g * Kg + i) * PQ + ja - n * PQ]
-                    else:
-                        sA[ty, tx] = 0
-                    jb = j0 + ty
-                    v = zero
-                    if jb < ncol and r < ck:
-                        c = r // (kh * kw)
-                        ii = (r // kw) % kh
-                        jj = r % kw
-                        n = jb // PQ
-                        p = (jb // Q) % P
-                        q = jb % Q
-                        h = p * sh - ph + ii * dh
-                        ww = q * sw - pw + jj * dw
-                        if h >= 0 and h < H and ww >= 0 and ww < W:
-                            v = x[((n * C + g * Cg + c) * H + h) * W + ww]
-                    sB[ty, tx] = v
+                for j0 in range(0, ncol, TK):
+                    for l in range(tx, TK, TILE):
+                        ja = j0 + l
+                        if i < Kg and ja < ncol:
+                            n = ja // PQ
+                            sA[ty, l] = gout[(n * K + g * Kg + i) * PQ + ja - n * PQ]
+                        else:
+                            sA[ty, l] = 0
+                    for l in range(ty, TK, TILE):  # the column matrix's transpose, gathered from x
+                        jb = j0 + l
+                        v = zero
+                        if jb < ncol and r < ck:
+                            n = jb // PQ
+                            p = (jb // Q) % P
+                            q = jb % Q
+                            h = p * sh - ph + ii * dh
+                            ww = q * sw - pw + jj * dw
+                            if h >= 0 and h < H and ww >= 0 and ww < W:
+                                v = x[((n * C + g * Cg + c) * H + h) * W + ww]
+                        sB[l, tx] = v
                     cuda.syncthreads()
-                    for kk in range(TILE):
+                    for kk in range(TK):
                         acc += sA[ty, kk] * sB[kk, tx]
                     cuda.syncthreads()
                 if i < Kg and r < ck:

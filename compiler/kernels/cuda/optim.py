@@ -55,7 +55,8 @@ def _rmsprop(p, g, sq, buf, lr, alpha, eps, momentum, wd, scale, n):
         p[i] = p[i] - lr * d
 
 
-def flat(a):
+def flat(a, name=None):
+    """A device parameter, gradient or state array seen as 1-D (no copy)."""
     return _flat(a)
 
 

@@ -12,6 +12,7 @@ device arrays as numpy arrays fails here too.
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -28,6 +29,9 @@ DEVICE_ARRAY_ATTRS = {"shape", "strides", "dtype", "size", "ndim", "gpu_data", "
 
 
 def pytest_configure(config):
+    if SIMULATED:
+        # the simulator's threads meet at every barrier through the GIL: switching often makes that ~5x faster
+        sys.setswitchinterval(1e-5)
     # the dropout hash wraps uint64 arithmetic on purpose; numpy scalars (the simulator's) warn about it
     config.addinivalue_line("filterwarnings", "ignore:overflow encountered:RuntimeWarning")
 
