@@ -200,9 +200,10 @@ def _fault(prog: Any, net: Any, what: str, step: int, epoch: int, lr: float, fee
     notes.append(f"the last good checkpoint is {checkpoint}, left as it was" if checkpoint is not None else
                  "no checkpoint was written before this step")
     where = "" if span is not None else f"{net.source}: "
-    hint = (f"lower the learning rate (--lr {lr / 10:g}), clip gradients (--clip 1.0, or `clip 1.0` in the "
-            "recipe), or guard the op named above (a division by zero, the log or square root of a value ≤ 0, an "
-            "overflow)" + ("; then continue from the checkpoint with --resume" if checkpoint is not None else ""))
+    hint = (f"lower the learning rate (--lr {lr / 10:g}) or clip gradients (--clip 1.0, or `clip 1.0` in the "
+            "recipe)" + (", or guard the op named above (a division by zero, the log or square root of a value ≤ 0, "
+                         "an overflow)" if anomaly is not None else "")
+            + ("; then continue from the checkpoint with --resume" if checkpoint is not None else ""))
     return NumericalFault(Diagnostic(span, f"{where}training stopped at step {step} (epoch {epoch + 1}, lr {lr:g}): "
                                      f"{what}", hint, notes=notes), step, anomaly, checkpoint)
 
