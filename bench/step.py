@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from models import MODELS  # noqa: E402
+from models import MODELS
 
 
 def _peak_mb() -> float:
@@ -38,20 +38,14 @@ def run_netdsl(name: str, steps: int, warmup: int) -> dict:
     prog = netdsl.compile(net, batch=m["batch"], dtype="float32")
     rng = np.random.default_rng(0)
     feeds = m["feeds"](rng)
-    try:
-        from netdsl.runtime.optim import make_optimizer  # the runtime's fused update, when present
+    from netdsl.runtime.optim import Optimizer  # the runtime's fused Numba update, as `netdsl train` runs it
 
-        opt = make_optimizer("sgd", prog, lr=0.01, momentum=0.9)
-        update = opt.step
-    except Exception:
-        velocity = {k: np.zeros_like(v) for k, v in prog.grads.items()}
+    from netdsl.recipe import CallSpec
 
-        def update() -> None:
-            for k, g in prog.grads.items():
-                v = velocity[k]
-                v *= 0.9
-                v += g
-                prog.params[k] -= 0.01 * v
+    opt = Optimizer(CallSpec("sgd", (), {"lr": 0.01, "momentum": 0.9}), prog.params, prog.trainable)
+
+    def update() -> None:
+        opt.step(prog.grads, 0.01)
 
     times = []
     for i in range(warmup + steps):
@@ -86,7 +80,7 @@ def run_torch(name: str, steps: int, warmup: int) -> dict:
 def _worker(kind: str, name: str, steps: int, warmup: int) -> dict | None:
     cmd = [sys.executable, __file__, "--worker", kind, "--models", name, "--steps", str(steps),
            "--warmup", str(warmup)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
     if r.returncode != 0:
         print(f"  {kind} {name} failed:\n{r.stderr[-2000:]}", file=sys.stderr)
         return None
@@ -126,7 +120,7 @@ def main() -> int:
         import importlib.util
 
         have_torch = importlib.util.find_spec("torch") is not None
-    except Exception:
+    except Exception:  # noqa: BLE001 - a broken torch install counts as no torch
         have_torch = False
     results = {"cores": os.cpu_count(), "sgemm_gflops": round(sgemm_gflops(), 1), "models": {}}
     for name in names:
