@@ -55,20 +55,25 @@ def device(fn):
     return cuda.jit(device=True)(fn)
 
 
-def _record(k, args) -> None:
-    from numba import typeof
-    from numba.core import types
+def _arg_type(a) -> list:
+    if hasattr(a, "shape") and hasattr(a, "dtype") and not isinstance(a, np.generic):
+        return ["array", np.dtype(a.dtype).name, len(a.shape), "C" if _contiguous(a) else "A"]
+    if isinstance(a, tuple):
+        return ["tuple", "int64", len(a)]
+    if isinstance(a, (bool, np.bool_)):
+        return ["scalar", "bool"]
+    if isinstance(a, np.generic):
+        return ["scalar", np.dtype(type(a)).name]
+    return ["scalar", "int64" if isinstance(a, int) else "float64"]
 
-    tys = []
-    for a in args:
-        if hasattr(a, "shape") and hasattr(a, "dtype") and not np.isscalar(a):
-            layout = "C" if _contiguous(a) else "A"
-            tys.append(str(types.Array(typeof(np.empty(0, a.dtype)).dtype, len(a.shape), layout)))
-        else:
-            tys.append(str(typeof(a)))
+
+def _record(k, args) -> None:
+    """Append the launch's kernel and argument types to NETDSL_CUDA_RECORD (one JSON line)."""
+    import json
+
     name = next((n for n, v in KERNELS.items() if v is k), repr(k))
     with open(_RECORD, "a", encoding="utf-8") as f:
-        f.write(name + "\t" + "\t".join(tys) + "\n")
+        f.write(json.dumps([name, [_arg_type(a) for a in args]]) + "\n")
 
 
 def _contiguous(a) -> bool:
@@ -134,6 +139,18 @@ def scalar_arg(g, dtype=np.float64):
     if isinstance(g, (int, float, np.floating, np.integer)):
         return empty(dtype), float(g)
     return flat(g), 0.0
+
+
+@device
+def imin(a, b):
+    # min of two numbers (numba's built-in min goes through a varargs overload that the deprecated built-in
+    # CUDA target cannot compile without a device; this one compiles anywhere)
+    return a if a <= b else b
+
+
+@device
+def imax(a, b):
+    return a if a >= b else b
 
 
 # ----------------------------------------------------------------------------------------- reductions

@@ -16,7 +16,7 @@ import math
 
 from numba import cuda, float64
 
-from ._common import RED, _block_sum, flat, kernel, launch, launch_blocks
+from ._common import RED, _block_sum, flat, imax, imin, kernel, launch, launch_blocks
 
 
 @kernel
@@ -29,7 +29,7 @@ def _lrn_fwd(x, out, scale, C, S, size, alpha, beta, k, n):
         c = (e // S) % C
         nb = e // (C * S)
         acc = 0.0
-        for c2 in range(max(0, c - lo_off), min(C, c + hi_off + 1)):
+        for c2 in range(imax(0, c - lo_off), imin(C, c + hi_off + 1)):
             v = float(x[(nb * C + c2) * S + s])
             acc += v * v
         sc = k + a * acc
@@ -47,7 +47,7 @@ def _lrn_bwd(g, x, out, scale, gx, C, S, size, alpha, beta, n):
         c = (e // S) % C
         nb = e // (C * S)
         acc = 0.0
-        for c2 in range(max(0, c - lo_off), min(C, c + hi_off + 1)):
+        for c2 in range(imax(0, c - lo_off), imin(C, c + hi_off + 1)):
             j = (nb * C + c2) * S + s
             acc += float(g[j]) * float(out[j]) / float(scale[j])
         gx[e] = g[e] * scale[e] ** (-beta) - coef * x[e] * acc

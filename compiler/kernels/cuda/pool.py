@@ -16,7 +16,7 @@ import math
 
 from numba import cuda
 
-from ._common import device, flat, kernel, launch
+from ._common import device, flat, imax, imin, kernel, launch
 from .util import zero
 
 
@@ -28,11 +28,11 @@ def _maxpool_fwd(x, out, argmax, C, H, W, P, Q, kh, kw, sh, sw, ph, pw, n):
         bc = e // (P * Q)
         base = bc * H * W
         h0 = p * sh - ph
-        h1 = min(h0 + kh, H)
-        h0 = max(h0, 0)
+        h1 = imin(h0 + kh, H)
+        h0 = imax(h0, 0)
         w0 = q * sw - pw
-        w1 = min(w0 + kw, W)
-        w0 = max(w0, 0)
+        w1 = imin(w0 + kw, W)
+        w0 = imax(w0, 0)
         if h0 >= h1 or w0 >= w1:  # a window entirely in padding
             out[e] = -math.inf
             argmax[e] = -1
@@ -91,8 +91,8 @@ def maxpool2d_backward(gout, argmax, gx):
 def _window(p, stride, pad, k, n):
     # clipped window [lo, hi) and PyTorch's divisor part (the window clipped to the padded extent only)
     lo = p * stride - pad
-    hi = min(lo + k, n + pad)
-    return max(lo, 0), min(hi, n), hi - lo
+    hi = imin(lo + k, n + pad)
+    return imax(lo, 0), imin(hi, n), hi - lo
 
 
 @kernel
