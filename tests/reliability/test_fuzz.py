@@ -135,3 +135,17 @@ def test_regression(name: str) -> None:
     first = str(info.value).split("\n")[0]
     assert first.startswith(f"{fuzzlib.NAME}:") and ": error: " in first
     assert "\\n" in first or "\\u2028" in first  # the control character is shown escaped, on the one line
+
+
+def test_regression_a_valid_network_near_the_layer_budget_loads_fast() -> None:
+    """ResNet-50 with `repeat 2048 Bottleneck(256)` (≈20,600 layers) was a valid network that took over 2 s to load
+    and summarise: the layer budget is now 10,000, refused in well under that."""
+    text = (fuzzlib.REPO / "specs" / "resnet50.net").read_text(encoding="utf-8")
+    big = text.replace("repeat 6 Bottleneck(256)", "repeat 2048 Bottleneck(256)")
+    assert big != text
+    assert fuzzlib.check_outcome(big, memory=False) == "error"
+    with pytest.raises(netdsl.SpecError, match="more than 10,000 layers"):
+        netdsl.loads(big, fuzzlib.NAME)
+    # the largest network the budget allows still loads and prints its summary in time
+    ok = text.replace("repeat 6 Bottleneck(256)", "repeat 900 Bottleneck(256)")
+    assert fuzzlib.check_outcome(ok, memory=False) == "ok"
