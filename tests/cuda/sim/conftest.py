@@ -1,7 +1,7 @@
 """Tests that run the CUDA kernels in numba's simulator. They need NUMBA_ENABLE_CUDASIM=1 in the environment
 before numba is imported, so they are collected only in a pytest process started that way: the wrapper test
 `tests/cuda/test_cuda_simulator.py` starts one (``python -m pytest tests/cuda/sim``). In any other process
-this directory collects nothing.
+this directory collects nothing (except with NETDSL_CUDA_GPU=1: the same tests on a real GPU).
 
 Under the simulator a device array is a wrapper around a numpy array that forwards any attribute to it, so
 code written against numpy could pass here and fail on a GPU. The fixture below narrows the forwarding to
@@ -17,8 +17,9 @@ import sys
 import pytest
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+ON_GPU = os.environ.get("NETDSL_CUDA_GPU") == "1"  # the same tests on a real GPU (the `cuda`-marked wrapper)
 
-if not SIMULATED:
+if not (SIMULATED or ON_GPU):
     collect_ignore_glob = ["test_*.py"]
 
 # what numba's DeviceNDArray offers (its instance attributes and methods) beyond the simulator's own methods
