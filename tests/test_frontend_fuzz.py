@@ -16,6 +16,9 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from language_examples import BLOCKS, DOWN, LENET  # LANGUAGE.md's examples, verbatim
+from language_examples import CELLS as LANGUAGE_CELLS
+from language_examples import RECIPE as LANGUAGE_RECIPE
 
 import netdsl
 from netdsl.diagnostics import SpecError
@@ -24,43 +27,8 @@ from netdsl.ir import verify
 NAME = "fuzz.net"
 LIMIT_S = 2.0
 
-LENET = """\
-network LeNet5(classes=10) {
-    input image: [1, 32, 32]
-    input label: int[]
-    logits = image
-        -> c1: conv(6, kernel=5) -> tanh -> s2: avgpool(2)
-        -> c3: conv(16, kernel=5) -> tanh -> s4: avgpool(2)    : [16, 5, 5]
-        -> flatten
-        -> f5: dense(120) -> tanh
-        -> f6: dense(84) -> tanh
-        -> out: dense(classes)
-    output logits
-    loss cross_entropy(logits, label)
-}
-"""
-
-INCEPTION = """\
-block Inception(c1, c3r, c3, c5r, c5, pool_proj)(x) {
-    a = x -> conv(c1, kernel=1) -> relu
-    b = x -> conv(c3r, kernel=1) -> relu -> conv(c3, kernel=3, pad=same) -> relu
-    c = x -> conv(c5r, kernel=1) -> relu -> conv(c5, kernel=5, pad=same) -> relu
-    d = x -> maxpool(3, stride=1, pad=same) -> conv(pool_proj, kernel=1) -> relu
-    return concat(a, b, c, d)                 # on the channel axis
-}
-
-block Basic(channels, stride=1)(x) {
-    y = x -> conv(channels, kernel=3, stride=stride, pad=1, bias=false) -> batchnorm -> relu
-          -> conv(channels, kernel=3, pad=1, bias=false) -> batchnorm
-    skip = if stride == 1 and x.shape[0] == channels then x
-           else x -> conv(channels, kernel=1, stride=stride, bias=false) -> batchnorm
-    return relu(y + skip)
-}
-
-block Down(c)(x: [C, H, W]) -> [c, H / 2, W / 2] {
-    return x -> conv(c, kernel=3, stride=2, pad=1) -> relu
-}
-
+# LANGUAGE.md's examples, completed into networks where they are only blocks or cells
+INCEPTION = BLOCKS + "\n" + DOWN + """
 network Net(w=32) {
     input x: [16, 8, 8]
     y = x -> i3a: Inception(8, 4, 8, 2, 4, 4) -> layer: repeat 2 Basic(w) -> Down(8)
@@ -70,23 +38,7 @@ network Net(w=32) {
 }
 """
 
-CELLS = """\
-cell RNN(hidden)(x, h: [hidden]) {            # h_t = tanh(W_hh h_{t-1} + W_xh x_t)
-    h = tanh(x -> wx: dense(hidden) + h -> wh: dense(hidden, bias=false))
-    return h, h                               # (output at t, new state)
-}
-
-cell LSTM(hidden)(x, h: [hidden], c: [hidden]) {
-    z = concat(h, x)
-    f = sigmoid(z -> f: dense(hidden))        # forget gate
-    i = sigmoid(z -> i: dense(hidden))        # input gate
-    o = sigmoid(z -> o: dense(hidden))        # output gate
-    g = tanh(z -> g: dense(hidden))           # candidate memory
-    c = f * c + i * g
-    h = o * tanh(c)
-    return h, (h, c)
-}
-
+CELLS = LANGUAGE_CELLS + """
 network Seq(h=8) {
     input xs: [6, 4]
     input label: int[6]
@@ -100,13 +52,8 @@ network Seq(h=8) {
 }
 """
 
-RECIPE = LENET + """
-train LeNet5 {
-    data       digits(size=32)                       # fields bind to the inputs in declaration order
-    optimizer  sgd(lr=0.01, momentum=0.9, weight_decay=5e-4)
-    schedule   step(every=10, gamma=0.1)             # lr ÷ 10 every 10 epochs
-    batch      64
-    epochs     20
+# LeNet5 and its recipe, with a validation split
+RECIPE = LENET + "\n" + LANGUAGE_RECIPE.removesuffix("}\n") + """\
     val        0.1
 }
 """
