@@ -10,7 +10,7 @@ Numerical faults: a non-finite loss or gradient stops the run at that step, befo
 `NumericalFault` that names the first op whose output was not finite (a checked replay of the step,
 `Program.detect_anomaly`, with the parameters as they were before it) and the last good checkpoint. A checkpoint
 is never written with non-finite parameters or optimizer state. `detect_anomaly=True` (`--detect-anomaly`)
-checks every op's output on every step (a checked replay before each step: about three times slower).
+checks every op's output on every step (a checked replay before each step: two to three times slower).
 """
 
 from __future__ import annotations
