@@ -1,7 +1,8 @@
-"""Training-step benchmark: netdsl against PyTorch CPU (when importable) on the same models.
+"""Training-step benchmark: netdsl against PyTorch (when importable) on the same models and device.
 
     python bench/step.py                     # every model that netdsl can compile
     python bench/step.py --models lenet5 --steps 30 --json
+    python bench/step.py --device cuda       # on a CUDA GPU: netdsl's numba.cuda kernels, PyTorch on cuda
 
 Each measurement runs in its own process (netdsl and PyTorch alternating, twice), with threads equal to
 cores. A step is forward + backward + an SGD-momentum update. Printed per model: median ms per step over
@@ -30,12 +31,12 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_netdsl(name: str, steps: int, warmup: int) -> dict:
+def run_netdsl(name: str, steps: int, warmup: int, device: str = "cpu") -> dict:
     import netdsl
 
     m = MODELS[name]
     net = netdsl.loads(m["spec"], name=f"{name}.net")
-    prog = netdsl.compile(net, batch=m["batch"], dtype="float32")
+    prog = netdsl.compile(net, batch=m["batch"], dtype="float32", device=device)
     rng = np.random.default_rng(0)
     feeds = m["feeds"](rng)
     from netdsl.runtime.optim import Optimizer  # the runtime's fused Numba update, as `netdsl train` runs it
@@ -46,6 +47,8 @@ def run_netdsl(name: str, steps: int, warmup: int) -> dict:
 
     def update() -> None:
         opt.step(prog.grads, 0.01)
+        if device == "cuda":
+            prog.synchronize()  # the update's kernels are queued: time them too
 
     times = []
     for i in range(warmup + steps):
@@ -58,12 +61,15 @@ def run_netdsl(name: str, steps: int, warmup: int) -> dict:
     return {"ms": ms, "gflops": 6 * macs * m["batch"] / (ms * 1e-3) / 1e9, "peak_mb": _peak_mb(), "macs": macs}
 
 
-def run_torch(name: str, steps: int, warmup: int) -> dict:
+def run_torch(name: str, steps: int, warmup: int, device: str = "cpu") -> dict:
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
     m = MODELS[name]
     model, feeds, loss_fn = m["torch"](torch)
+    if device == "cuda":
+        model = model.to("cuda")
+        feeds = tuple(f.to("cuda") for f in feeds)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     times = []
     for _ in range(warmup + steps):
@@ -72,14 +78,16 @@ def run_torch(name: str, steps: int, warmup: int) -> dict:
         loss = loss_fn(model, feeds)
         loss.backward()
         opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     ms = float(np.median(times[warmup:]) * 1e3)
     return {"ms": ms, "peak_mb": _peak_mb()}
 
 
-def _worker(kind: str, name: str, steps: int, warmup: int) -> dict | None:
+def _worker(kind: str, name: str, steps: int, warmup: int, device: str = "cpu") -> dict | None:
     cmd = [sys.executable, __file__, "--worker", kind, "--models", name, "--steps", str(steps),
-           "--warmup", str(warmup)]
+           "--warmup", str(warmup), "--device", device]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
     if r.returncode != 0:
         print(f"  {kind} {name} failed:\n{r.stderr[-2000:]}", file=sys.stderr)
@@ -114,7 +122,7 @@ def main() -> int:
     names = [n for n in args.models.split(",") if n]
     if args.worker:
         fn = run_netdsl if args.worker == "netdsl" else run_torch
-        print(json.dumps(fn(names[0], args.steps, args.warmup)))
+        print(json.dumps(fn(names[0], args.steps, args.warmup, args.device)))
         return 0
     try:
         import importlib.util
@@ -122,12 +130,13 @@ def main() -> int:
         have_torch = importlib.util.find_spec("torch") is not None
     except Exception:  # noqa: BLE001 - a broken torch install counts as no torch
         have_torch = False
-    results = {"cores": os.cpu_count(), "sgemm_gflops": round(sgemm_gflops(), 1), "models": {}}
+    results = {"cores": os.cpu_count(), "device": args.device, "sgemm_gflops": round(sgemm_gflops(), 1),
+               "models": {}}
     for name in names:
         best: dict[str, dict] = {}
         for _ in range(args.rounds):
             for kind in ("netdsl", "torch") if have_torch else ("netdsl",):
-                r = _worker(kind, name, args.steps, args.warmup)
+                r = _worker(kind, name, args.steps, args.warmup, args.device)
                 if r is not None and (kind not in best or r["ms"] < best[kind]["ms"]):
                     best[kind] = r
         row = {"batch": MODELS[name]["batch"]}
