@@ -106,3 +106,22 @@ def test_plain_check_imports_no_numba() -> None:
             "print('numba' in sys.modules, 'netdsl.compiler' in sys.modules)".format(str(ROOT / "specs/lenet5.net")))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_ties_and_kinks_are_skipped_not_failed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A max-pool over tied values (windows of relu zeros, as in GoogLeNet) is not differentiable there: the
+    generated gradient is one subgradient; such entries are skipped, and the check still passes."""
+    spec = tmp_path / "ties.net"
+    spec.write_text("""network Ties {
+    input image: [2, 5, 5]
+    input label: int[]
+    x = image -> c: conv(3, kernel=3, pad=1, weights=[[0, 0, 0], [0, 0, 0], [0, 0, 0]], trainable=false) -> relu
+    y = image -> d: conv(3, kernel=3, pad=1) -> relu
+    logits = concat(x, y) -> pool: maxpool(3, stride=1, pad=same) -> flatten -> fc: dense(3)
+    output logits
+    loss cross_entropy(logits, label)
+}
+""")
+    assert main(["check", "--gradcheck", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "skipped where the loss is not smooth" in out and "gradcheck: ok" in out
