@@ -64,12 +64,13 @@ class Program:
 
     DEVICES = ("cpu",)  # what this class runs on; Program(..., device="cuda") makes a CudaProgram
 
-    def __new__(cls, net: Any = None, batch: int = 1, device: str = "cpu", *args: Any, **kwargs: Any) -> Program:
+    def __new__(cls, net: Any = None, batch: int = 1, device: str = "cpu", *args: Any, **kwargs: Any) -> Any:
+        target = cls
         if cls is Program and device == "cuda":
             from .cuda_program import CudaProgram
 
-            cls = CudaProgram
-        return super().__new__(cls)
+            target = CudaProgram
+        return super().__new__(target)
 
     def __init__(self, net: Any, batch: int, device: str = "cpu", dtype: str = "float32", seed: int = 0,
                  fuse: bool = True) -> None:

@@ -145,12 +145,12 @@ def scalar_arg(g, dtype=np.float64):
 def imin(a, b):
     # min of two numbers (numba's built-in min goes through a varargs overload that the deprecated built-in
     # CUDA target cannot compile without a device; this one compiles anywhere)
-    return a if a <= b else b
+    return a if a <= b else b  # noqa: FURB136
 
 
 @device
 def imax(a, b):
-    return a if a >= b else b
+    return a if a >= b else b  # noqa: FURB136
 
 
 # ----------------------------------------------------------------------------------------- reductions
@@ -184,7 +184,7 @@ def _block_max(sh, v):
         if t < s:
             a = sh[t]
             b = sh[t + s]
-            if b > a or b != b:
+            if b > a or math.isnan(b):
                 sh[t] = b
         cuda.syncthreads()
         s //= 2
@@ -349,7 +349,7 @@ class Mat:
     element = arr.flat[off + z1·z1s + z2·z2s + s·ss + r·rs + c·cs]
     """
 
-    __slots__ = ("arr", "off", "z1", "z2", "s", "rs", "cs")
+    __slots__ = ("arr", "cs", "off", "rs", "s", "z1", "z2")
 
     def __init__(self, arr, off=0, z1=0, z2=0, s=0, rs=0, cs=1):
         self.arr = flat(arr)

@@ -138,7 +138,7 @@ def _softmax_fwd(x, out, A, L, I):
         m = -math.inf
         for j in range(t, L, RED):
             v = float(x[base + j * I])
-            if v > m or v != v:
+            if v > m or math.isnan(v):
                 m = v
         m = _block_max(sh, m)
         s = 0.0

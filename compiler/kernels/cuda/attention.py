@@ -55,7 +55,7 @@ def _softmax_rows(P, rows, Tq, Tk, scale, causal):
         m = -math.inf
         for j in range(t, n, RED):
             v = float(P[base + j]) * scale
-            if v > m or v != v:
+            if v > m or math.isnan(v):
                 m = v
         m = _block_max(sh, m)
         s = 0.0

@@ -101,7 +101,7 @@ def _copy(src, dst, n):
 
 def positional_encoding_forward(x, out):
     # x (B, T, D) -> out (B, T, D) = x + PE[:T]; out may alias x
-    B, T, D = x.shape
+    _, T, D = x.shape
     launch(_posenc, x.size, flat(x), flat(out), T, D, x.size)
 
 
@@ -131,7 +131,7 @@ def _posemb_table_grad(g, gt, B, T, D, n):
 
 def positional_embedding_forward(x, table, out):
     # x (B, T, D), table (max_len, D) -> out (B, T, D) = x + table[:T]; out may alias x
-    B, T, D = x.shape
+    _, T, D = x.shape
     if T > table.shape[0]:
         raise ValueError("positional_embedding: sequence longer than max_len")
     launch(_posemb_fwd, x.size, flat(x), flat(table), flat(out), T, D, x.size)

@@ -33,7 +33,7 @@ def _ce_rows(logits, labels, smoothing, ignore, probs, rowloss, N, V):
         for v in range(t, V, RED):
             z = float(logits[base + v])
             tot += z
-            if z > m or z != z:
+            if z > m or math.isnan(z):
                 m = z
         m = _block_max(sh, m)
         tot = _block_sum(sh, tot)

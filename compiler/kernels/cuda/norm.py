@@ -55,14 +55,14 @@ def _lrn_bwd(g, x, out, scale, gx, C, S, size, alpha, beta, n):
 
 def lrn_forward(x, size, alpha, beta, k, out, scale):
     # x (N, C, S) -> out (N, C, S), scale (N, C, S) = k + alpha/size * windowed sum of x^2
-    N, C, S = x.shape
+    _, C, S = x.shape
     launch(_lrn_fwd, x.size, flat(x), flat(out), flat(scale), C, S, int(size), float(alpha), float(beta),
            float(k), x.size)
 
 
 def lrn_backward(gout, x, out, scale, size, alpha, beta, gx):
     # gout, x, out (forward output), scale (saved) (N, C, S) -> gx (N, C, S)
-    N, C, S = x.shape
+    _, C, S = x.shape
     launch(_lrn_bwd, x.size, flat(gout), flat(x), flat(out), flat(scale), flat(gx), C, S, int(size),
            float(alpha), float(beta), x.size)
 
@@ -124,7 +124,7 @@ def _bn_eval(x, gamma, beta, rmean, rvar, eps, out, C, S, n):
 
 def batchnorm_forward_eval(x, gamma, beta, running_mean, running_var, eps, out):
     # x (N, C, S), gamma/beta/running_* (C,) -> out (N, C, S) with the running statistics
-    N, C, S = x.shape
+    _, C, S = x.shape
     launch(_bn_eval, x.size, flat(x), gamma, beta, running_mean, running_var, float(eps), flat(out), C, S, x.size)
 
 

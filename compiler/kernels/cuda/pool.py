@@ -42,7 +42,7 @@ def _maxpool_fwd(x, out, argmax, C, H, W, P, Q, kh, kw, sh, sw, ph, pw, n):
         for h in range(h0, h1):
             for w in range(w0, w1):
                 v = x[base + h * W + w]
-                if v > best or v != v:
+                if v > best or math.isnan(v):
                     best = v
                     idx = h * W + w
         out[e] = best
@@ -51,7 +51,7 @@ def _maxpool_fwd(x, out, argmax, C, H, W, P, Q, kh, kw, sh, sw, ph, pw, n):
 
 def maxpool2d_forward(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out, argmax):
     # x (B, C, H, W) -> out (B, C, P, Q), argmax (B, C, P, Q) int64 flat index into x[b, c] (-1: empty window)
-    B, C, H, W = x.shape
+    _, C, H, W = x.shape
     P, Q = out.shape[2], out.shape[3]
     launch(_maxpool_fwd, out.size, flat(x), flat(out), flat(argmax), C, H, W, P, Q, kh, kw, stride_h, stride_w,
            pad_h, pad_w, out.size)
@@ -61,10 +61,10 @@ def maxpool2d_forward(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out, argmax):
 def _covering(h, s, pad, k, n_out):
     # output positions p with p*s - pad <= h < p*s - pad + k, clipped to [0, n_out): [lo, hi)
     lo = (h + pad - k) // s + 1
-    if lo < 0:
+    if lo < 0:  # noqa: PLR1730 (no built-in max: see _common.imax)
         lo = 0
     hi = (h + pad) // s + 1
-    if hi > n_out:
+    if hi > n_out:  # noqa: PLR1730
         hi = n_out
     return lo, hi
 
@@ -81,7 +81,7 @@ def _maxpool_bwd(g, argmax, gx, P, Q, H, W, n):
 def maxpool2d_backward(gout, argmax, gx):
     # gout (B, C, P, Q), argmax (B, C, P, Q) int64 -> gx (B, C, H, W); overlapping windows add up
     # (in an unspecified order where windows overlap: atomics)
-    B, C, H, W = gx.shape
+    _, _, H, W = gx.shape
     P, Q = gout.shape[2], gout.shape[3]
     zero(gx)
     launch(_maxpool_bwd, gout.size, flat(gout), flat(argmax), flat(gx), P, Q, H, W, gout.size)
@@ -113,7 +113,7 @@ def _avgpool_fwd(x, out, H, W, P, Q, kh, kw, sh, sw, ph, pw, n):
 
 def avgpool2d_forward(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out):
     # x (B, C, H, W) -> out (B, C, P, Q); divisor counts padding but not the ceil-mode overhang
-    B, C, H, W = x.shape
+    _, _, H, W = x.shape
     P, Q = out.shape[2], out.shape[3]
     launch(_avgpool_fwd, out.size, flat(x), flat(out), H, W, P, Q, kh, kw, stride_h, stride_w, pad_h, pad_w,
            out.size)
@@ -129,16 +129,16 @@ def _avgpool_bwd(g, gx, H, W, P, Q, kh, kw, sh, sw, ph, pw, n):
         q0, q1 = _covering(w, sw, pw, kw, Q)
         acc = 0.0
         for p in range(p0, p1):
-            a, b, dh = _window(p, sh, ph, kh, H)
+            _, _, dh = _window(p, sh, ph, kh, H)
             for q in range(q0, q1):
-                c, d, dw = _window(q, sw, pw, kw, W)
+                _, _, dw = _window(q, sw, pw, kw, W)
                 acc += float(g[(bc * P + p) * Q + q]) / (dh * dw)
         gx[e] = acc
 
 
 def avgpool2d_backward(gout, kh, kw, stride_h, stride_w, pad_h, pad_w, gx):
     # gout (B, C, P, Q) -> gx (B, C, H, W)
-    B, C, H, W = gx.shape
+    _, _, H, W = gx.shape
     P, Q = gout.shape[2], gout.shape[3]
     launch(_avgpool_bwd, gx.size, flat(gout), flat(gx), H, W, P, Q, kh, kw, stride_h, stride_w, pad_h, pad_w,
            gx.size)
@@ -169,7 +169,7 @@ def global_avgpool_forward(x, out):
 
 def global_avgpool_backward(gout, gx):
     # gout (B, C) -> gx (B, C, S)
-    B, C, S = gx.shape
+    _, _, S = gx.shape
     if S == 0:
         return
     launch(_gap_bwd, gx.size, flat(gout), flat(gx), S, gx.size)

@@ -104,7 +104,7 @@ def _prev_states(ys, h0, Hp, T, H, reverse, n):
 
 
 def _prev(ys, h0, reverse, Hp):
-    B, T, H = ys.shape
+    _, T, H = ys.shape
     launch(_prev_states, ys.size, flat(ys), flat(h0), flat(Hp), T, H, bool(reverse), ys.size)
 
 

@@ -29,13 +29,13 @@ def _concat(x, out, Li, L, I, offset, n, forward):
 
 def concat_forward(x, offset, out):
     # x (outer, L_i, inner), offset -> writes out[:, offset:offset+L_i, :] of out (outer, L, inner)
-    O, Li, I = x.shape
+    _, Li, I = x.shape
     launch(_concat, x.size, flat(x), flat(out), Li, out.shape[1], I, int(offset), x.size, True)
 
 
 def concat_backward(gout, offset, gx):
     # gout (outer, L, inner), offset -> gx (outer, L_i, inner), the slice this input fed
-    O, Li, I = gx.shape
+    _, Li, I = gx.shape
     launch(_concat, gx.size, flat(gx), flat(gout), Li, gout.shape[1], I, int(offset), gx.size, False)
 
 
@@ -131,11 +131,11 @@ def _last(x, out, T, R, n, forward):
 
 def last_forward(x, out):
     # x (B, T, R) -> out (B, R) = x[:, T-1, :]
-    B, T, R = x.shape
+    _, T, R = x.shape
     launch(_last, out.size, flat(x), flat(out), T, R, out.size, True)
 
 
 def last_backward(gout, gx):
     # gout (B, R) -> gx (B, T, R): gout at the last step, zero elsewhere
-    B, T, R = gx.shape
+    _, T, R = gx.shape
     launch(_last, gx.size, flat(gx), flat(gout), T, R, gx.size, False)

@@ -14,10 +14,9 @@ import zlib
 
 import numpy as np
 import pytest
-from numba import cuda
-
 from netdsl.compiler.kernels.cpu import activation as cpu_activation
 from netdsl.compiler.kernels.cpu import attention as cpu_attention
+from netdsl.compiler.kernels.cpu import embed as cpu_embed
 from netdsl.compiler.kernels.cpu import loss as cpu_loss
 from netdsl.compiler.kernels.cpu import norm as cpu_norm
 from netdsl.compiler.kernels.cpu import pool as cpu_pool
@@ -25,8 +24,8 @@ from netdsl.compiler.kernels.cpu import recurrent as cpu_recurrent
 from netdsl.compiler.kernels.cuda import activation as cu_activation
 from netdsl.compiler.kernels.cuda import embed as cu_embed
 from netdsl.compiler.kernels.cuda import optim as cu_optim
-from netdsl.compiler.kernels.cpu import embed as cpu_embed
 from netdsl.runtime import optim as cpu_optim
+from numba import cuda
 
 DTYPES = [np.float32, np.float64]
 
@@ -636,7 +635,7 @@ def _id(c):
 @pytest.mark.parametrize("dt", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("c", CASES, ids=[_id(c) for c in CASES])
 def test_cuda_kernel_matches_cpu(c, dt):
-    family, name, variant, build = c
+    family, name, _, build = c
     cpu_mod, cu_mod = _modules(family)
     rng = np.random.default_rng(zlib.crc32(_id(c).encode()))
     args = build(rng, dt)

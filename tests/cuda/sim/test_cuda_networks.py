@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from netdsl.compiler.cuda_program import CudaProgram
 
 import netdsl
-from netdsl.compiler.cuda_program import CudaProgram
 from netdsl.diagnostics import SpecError
 
 F32_REL, F32_ABS = 1e-5, 1e-7
@@ -65,13 +65,13 @@ def tokens(batch=2, seq=4, vocab=11, seed=0):
 
 
 def test_char_lstm_training_step_matches_cpu():
-    net, cpu, gpu = pair(CHAR_LSTM)
+    _, cpu, gpu = pair(CHAR_LSTM)
     assert isinstance(gpu, CudaProgram) and "recurrent.lstm_forward" in gpu.code()  # the fused kernels
     assert_step_matches(cpu, gpu, tokens())
 
 
 def test_transformer_layer_training_step_matches_cpu_dropout_masks_included():
-    net, cpu, gpu = pair(TRANSFORMER)
+    _, cpu, gpu = pair(TRANSFORMER)
     assert "activation.dropout_forward" in gpu.code()
     assert_step_matches(cpu, gpu, tokens(seed=1), seed=3, step=5)
     # and in eval mode (no dropout): the outputs
@@ -95,7 +95,7 @@ def test_spec_written_cell_runs_as_loops_over_time_on_the_device():
         output out
         loss mse(out, y)
     }"""
-    net, cpu, gpu = pair(text)
+    _, cpu, gpu = pair(text)
     assert "util.time_major" in gpu.code() and "recurrent." not in gpu.code()
     rng = np.random.default_rng(4)
     assert_step_matches(cpu, gpu, {"xs": rng.standard_normal((2, 3, 2)), "y": rng.standard_normal((2, 3, 4))})
@@ -111,7 +111,7 @@ def test_conv_batchnorm_maxpool_train_and_eval_with_running_statistics():
         output logits
         loss cross_entropy(logits, label)
     }"""
-    net, cpu, gpu = pair(text, batch=3)
+    _, cpu, gpu = pair(text, batch=3)
     rng = np.random.default_rng(5)
     x = {"image": rng.standard_normal((3, 2, 6, 6)).astype(np.float32), "label": np.array([0, 2, 1])}
     assert_step_matches(cpu, gpu, x)  # updates the running statistics on both sides
@@ -155,7 +155,7 @@ def test_program_api_on_device_arrays():
     want = cpu.forward(x, fetch=["out"])
     np.testing.assert_allclose(got["out"], want["out"], rtol=1e-5, atol=1e-6)
     assert abs(gpu.loss(x, train=True) - cpu.loss(x, train=True)) < 1e-5
-    loss, outs = gpu.step_grads(x, outputs=True)
+    _, outs = gpu.step_grads(x, outputs=True)
     assert isinstance(outs["logits"], np.ndarray) and outs["logits"].shape == (2, 4, 11)
     # labels out of range are refused on the host, with the CPU's message
     bad = dict(x, targets=np.full((2, 4), 11))
@@ -170,12 +170,13 @@ def test_program_api_on_device_arrays():
 
 
 def test_optimizer_updates_device_parameters_like_the_cpu():
-    from netdsl.recipe import CallSpec
     from netdsl.runtime.optim import Optimizer
+
+    from netdsl.recipe import CallSpec
 
     # (a small MLP, not the transformer: its key bias has a zero gradient up to rounding, which Adam's
     # normalised step turns into ±lr updates of either sign)
-    net, cpu, gpu = pair("""network M {
+    _, cpu, gpu = pair("""network M {
         input x: [5]
         input y: [3]
         out = x -> dense(6) -> tanh -> dense(3)
@@ -204,8 +205,9 @@ def test_optimizer_updates_device_parameters_like_the_cpu():
 
 
 def test_netdsl_train_and_eval_with_device_cuda(tmp_path: Path, capsys):
-    from netdsl.cli import main
     from netdsl.runtime import checkpoint as ckpt
+
+    from netdsl.cli import main
 
     spec = tmp_path / "mlp.net"
     spec.write_text("""
