@@ -25,7 +25,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from reliability import fuzzlib  # noqa: E402
+from reliability import fuzzlib
 
 TAPE = 200  # choices per case (the generators take the cheapest option once a tape runs out)
 
@@ -53,7 +53,7 @@ def run_range(args: tuple[int, int, int, str, str]) -> dict[str, Any]:
         t0 = time.process_time()
         try:
             counts[fuzzlib.check_outcome(text, params=params, memory=memory)] += 1
-        except BaseException as exc:  # noqa: BLE001 - every failure is recorded, the run goes on
+        except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             counts["fail"] += 1
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.show is not None:
         fuzzlib.warm()
-        k, label, text, params, memory = make_case(args.seed, args.show, args.kind)
+        _, label, text, params, memory = make_case(args.seed, args.show, args.kind)
         print(f"# case {args.show} (seed {args.seed}, {label})\n{text}")
         try:
             print("outcome:", fuzzlib.check_outcome(text, params=params, memory=memory))

@@ -25,11 +25,11 @@ BAD = TESTS / "specs" / "bad"
 DOC = REPO / "docs" / "errors.md"
 WIDTH = 120  # printed lines longer than this are cut (a 400-digit literal), diagnostic first lines excepted
 _FIRST = re.compile(r"^(?P<file>\S+?):(?P<line>\d+):(?P<col>\d+): error: (?P<msg>.*)$")
-_ENTRY = re.compile(r"^### (?P<id>[ER]\d\d) · (?P<title>.+)$", re.M)
-_BLOCK = re.compile(r"```text\n(.*?)\n```", re.S)
+_ENTRY = re.compile(r"^### (?P<id>[ER]\d\d) · (?P<title>.+)$", re.MULTILINE)
+_BLOCK = re.compile(r"```text\n(.*?)\n```", re.DOTALL)
 
 sys.path.insert(0, str(TESTS))
-from test_bad_specs import read_header  # noqa: E402
+from test_bad_specs import read_header
 
 
 def render(stem: str) -> str:
@@ -55,9 +55,9 @@ def entries() -> list[dict[str, object]]:
         end = found[i + 1].start() if i + 1 < len(found) else len(doc)
         body = doc[m.end():end]
         body = body.split("\n# ", 1)[0]  # a part heading ends an entry
-        ex = re.search(r"^Examples?: (.+)$", body, re.M)
-        test = re.search(r"^Test: `([^`]+)`$", body, re.M)
-        fix = re.search(r"^\*\*Fix:\*\* (.+)$", body, re.M)
+        ex = re.search(r"^Examples?: (.+)$", body, re.MULTILINE)
+        test = re.search(r"^Test: `([^`]+)`$", body, re.MULTILINE)
+        fix = re.search(r"^\*\*Fix:\*\* (.+)$", body, re.MULTILINE)
         out.append({"id": m["id"], "title": m["title"], "body": body,
                     "examples": re.findall(r"`([^`]+)\.net`", ex.group(1)) if ex else [],
                     "test": test.group(1) if test else None, "fix": fix.group(1).strip() if fix else "",
@@ -117,19 +117,20 @@ def test_each_run_error_names_an_existing_test(entry: dict[str, object]) -> None
     path, _, func = str(entry["test"]).partition("::")
     f = REPO / path
     assert f.is_file(), path
-    assert re.search(rf"^def {re.escape(func)}\(", f.read_text(encoding="utf-8"), re.M), f"{path} has no {func}"
+    assert re.search(rf"^def {re.escape(func)}\(", f.read_text(encoding="utf-8"), re.MULTILINE), f"{path} has no {func}"
 
 
 def refresh() -> int:
     """Re-print every example block of docs/errors.md from the current diagnostics."""
     doc = DOC.read_text(encoding="utf-8")
-    parts = re.split(r"(^### E\d\d · .+$)", doc, flags=re.M)
+    parts = re.split(r"(^### E\d\d · .+$)", doc, flags=re.MULTILINE)
     for i in range(1, len(parts), 2):
         body = parts[i + 1]
-        ex = re.search(r"^Examples?: (.+)$", body, re.M)
+        ex = re.search(r"^Examples?: (.+)$", body, re.MULTILINE)
         stems = re.findall(r"`([^`]+)\.net`", ex.group(1)) if ex else []
-        blocks = iter(stems)
-        parts[i + 1] = _BLOCK.sub(lambda m: "```text\n" + render(next(blocks)) + "\n```", body)
+        printed = iter(["```text\n" + render(s) + "\n```" for s in stems])
+        head, sep, rest = body.partition("\n# ")  # a part heading ends an entry: run errors are written by hand
+        parts[i + 1] = _BLOCK.sub(lambda _m, printed=printed: next(printed), head) + sep + rest
     DOC.write_text("".join(parts), encoding="utf-8")
     print(f"refreshed {DOC}")
     return 0

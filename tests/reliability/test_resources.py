@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from netdsl.compiler import program
 
 import netdsl
 from netdsl.cli import main
-from netdsl.compiler import program
 
 REPO = Path(__file__).resolve().parents[2]
 BAD = REPO / "tests" / "specs" / "bad"

@@ -5,9 +5,8 @@ never by `check`); npz data and checkpoints are never unpickled; a damaged check
 from __future__ import annotations
 
 import json
-import os
-import re
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
