@@ -151,17 +151,37 @@ class CudaProgram(Program):
             c.views[n] = v
         return v
 
-    def _get(self, train: bool, backward: bool, fetch: tuple[str, ...] = (), loss: bool = False,
-             profile: bool = False) -> Compiled:
-        key = (train, backward, fetch, loss, profile)
-        if key in self._compiled:
-            return self._compiled[key]
-        c = super()._get(train, backward, fetch, loss, profile)
-        code = device_code(c.code)
-        if code != c.code:
-            c.code = code
-            c.module = load_module(code)
+    def _get(self, *args: Any, **kwargs: Any) -> Compiled:
+        c = super()._get(*args, **kwargs)
+        if not getattr(c, "on_device", False):  # adapt the step code once per compiled schedule
+            code = device_code(c.code)
+            if code != c.code:
+                c.code = code
+                c.module = load_module(code)
+            c.on_device = True
         return c
+
+    def _fits(self, sched: Any, p: Any) -> None:
+        """Refuse a plan whose arena cannot fit in the GPU's free memory (the simulator's is the host's)."""
+        from numba.core import config
+
+        if config.ENABLE_CUDASIM:
+            super()._fits(sched, p)
+            return
+        try:
+            free = int(self._cuda.current_context().get_memory_info()[0])
+        except Exception:  # noqa: BLE001 - a driver that cannot say: let the allocation decide
+            return
+        have = sum(a.nbytes for a in self._arenas.values())  # replaced when it grows
+        size = 8 if self.dtype == "float64" else 4
+        state = 2 * sum(self.net.ir.params[n].size for n in self.trainable) * size  # an optimizer's moments
+        need = p.peak_bytes + state
+        if need <= 0.9 * (free + have):
+            return
+        raise SpecError(Diagnostic(None, f"{self.net.name} at batch {self.batch} needs {need / 2**30:.2f} GiB of "
+                                   f"GPU memory (planned peak {p.peak_bytes:,} bytes plus optimizer state), but "
+                                   f"only {(free + have) / 2**30:.2f} GiB is free on {self.device_name}",
+                                   "use a smaller batch (or --device cpu)"))
 
     # ------------------------------------------------------------------ host <-> device at batch boundaries
     def _feed(self, c: Compiled, inputs: dict[str, Any]) -> int:
@@ -259,6 +279,32 @@ class CudaProgram(Program):
         if outputs:
             return loss, {k: self._read(c, b, n) for k, b in c.sched.outputs.items()}
         return loss
+
+    def detect_anomaly(self, inputs: dict[str, Any], seed: int = 0, step: int = 0) -> dict[str, Any] | None:
+        """`Program.detect_anomaly` on the device: every kernel's arrays are copied to the host and checked
+        (slow: a diagnosis). Parameters and running statistics are restored afterwards."""
+        from .codegen import source_text
+
+        backward = self.net.ir.loss is not None
+        c = self._get(backward, backward, (), check=True)
+        saved = self.to_host()
+        n = self._feed(c, inputs)
+        views = self._views(c, n)
+        phase = "forward"
+        try:
+            c.module.forward(views, c.params, c.grads, n, backward, False, seed, step)
+            phase = "backward"
+            if backward:
+                c.module.backward(views, c.params, c.grads, n, backward, False, seed, step)
+        except FloatingPointError as exc:
+            call = c.calls[exc.args[0]]
+            node = call.node
+            return {"phase": phase, "kernel": call.fn, "node": node.name if node is not None else "",
+                    "where": f"{node.span.file}:{node.span.line}" if node is not None and node.span else "",
+                    "source": source_text(node) if node is not None else "", "note": call.note}
+        finally:
+            self.to_device(saved)
+        return None
 
     # ------------------------------------------------------------------ parameters on the host
     def to_host(self, names: list[str] | None = None) -> dict[str, np.ndarray]:

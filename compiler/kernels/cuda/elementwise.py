@@ -84,8 +84,8 @@ def _binary_grad(g, a, b, t, which, op, kn, rn, so, sa, sb, ntarget, R):
             elif op == MUL:
                 acc += gv * float(b[ob2]) if which == 0 else gv * float(a[oa2])
             else:
-                bv = float(b[ob2])
-                acc += gv / bv if which == 0 else -gv * float(a[oa2]) / (bv * bv)
+                bv = b[ob2]  # the dtype's division: inf for a zero divisor (as numpy's error model gives)
+                acc += gv / bv if which == 0 else -gv * a[oa2] / (bv * bv)
         t[e] = acc
 
 

@@ -33,8 +33,10 @@ def pytest_configure(config):
     if SIMULATED:
         # the simulator's threads meet at every barrier through the GIL: switching often makes that ~5x faster
         sys.setswitchinterval(1e-5)
-    # the dropout hash wraps uint64 arithmetic on purpose; numpy scalars (the simulator's) warn about it
-    config.addinivalue_line("filterwarnings", "ignore:overflow encountered:RuntimeWarning")
+    # the dropout hash wraps uint64 arithmetic on purpose, and a division by zero gives inf as on a GPU;
+    # numpy scalars (the simulator's values) warn about both, in threads that np.errstate does not reach
+    for what in ("overflow", "divide by zero", "invalid value"):
+        config.addinivalue_line("filterwarnings", f"ignore:{what} encountered:RuntimeWarning")
 
 
 @pytest.fixture(autouse=True, scope="session")

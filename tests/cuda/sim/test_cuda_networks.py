@@ -248,3 +248,24 @@ train MLP {
     assert res["cpu"]["accuracy"] == res["cuda"]["accuracy"]
     assert main(["compile", str(spec), "--device", "cuda", "--batch", "2"]) == 0
     assert "(float32, cuda)" in capsys.readouterr().out
+
+
+def test_detect_anomaly_names_the_same_op_on_the_device():
+    text = """
+    network A {
+        input x: [3]
+        input y: [2]
+        h = x -> dense(4) -> relu
+        z = (h / (h - h)) -> dense(2)
+        output z
+        loss mse(z, y)
+    }"""
+    _, cpu, gpu = pair(text)
+    gpu.to_device(cpu.params)
+    rng = np.random.default_rng(8)
+    x = {"x": rng.standard_normal((2, 3)), "y": rng.standard_normal((2, 2))}
+    with np.errstate(all="ignore"):
+        want = cpu.detect_anomaly(x)
+        got = gpu.detect_anomaly(x)
+    assert want is not None and got == want
+    np.testing.assert_array_equal(gpu.to_host()["dense_1.weight"], cpu.params["dense_1.weight"])
