@@ -229,6 +229,27 @@ def _reduce_stage(x, n, kind, part):
         part[cuda.blockIdx.x] = tot
 
 
+def total_squares(arrays) -> float:
+    """Σ over the arrays of Σ x², in float64, with a single device-to-host copy (a global gradient norm²)."""
+    arrays = [a for a in arrays if a.size > 0]
+    if not arrays:
+        return 0.0
+    counts = [min(GRID, (a.size + RED - 1) // RED) for a in arrays]
+    part = scratch("total_squares.part", sum(counts))
+    o = 0
+    for a, blocks in zip(arrays, counts, strict=True):
+        args = (flat(a), a.size, 1, part[o:o + blocks])
+        if _RECORD:
+            _record(_reduce_stage, args)
+        _reduce_stage[blocks, RED](*args)
+        o += blocks
+    out = scratch("total_squares.out", 1)
+    if _RECORD:
+        _record(_reduce_stage, (part, o, 0, out))
+    _reduce_stage[1, RED](part, o, 0, out)
+    return float(out.copy_to_host()[0])
+
+
 def total(x, squares: bool = False) -> float:
     """Σ x (or Σ x²) over a device array, in float64, returned to the host."""
     part = device_total(x, squares)

@@ -11,7 +11,7 @@ import math
 from numba import cuda
 
 from ._common import flat as _flat
-from ._common import kernel, launch, total
+from ._common import kernel, launch, total, total_squares
 
 
 @kernel
@@ -87,3 +87,8 @@ def rmsprop_kernel(p, g, sq, buf, lr, alpha, eps, momentum, wd, scale):
 def sumsq_kernel(g) -> float:
     """Σ g² in float64 (a device-to-host copy of one number)."""
     return total(g, squares=True)
+
+
+def grad_norm(grads) -> float:
+    """The global norm of a list of gradient arrays, with one device-to-host copy for all of them."""
+    return math.sqrt(total_squares(grads))
