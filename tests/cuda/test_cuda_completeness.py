@@ -15,6 +15,8 @@ import netdsl
 from netdsl import ops
 from netdsl.diagnostics import SpecError
 
+pytest.importorskip("numba.cuda", reason="numba.cuda cannot be imported (pip install 'netdsl[cuda]')")
+
 REPO = Path(__file__).resolve().parents[2]
 FAMILIES = ("activation", "attention", "conv", "dense", "elementwise", "embed", "loss", "norm", "pool",
             "recurrent", "shape", "util")
