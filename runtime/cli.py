@@ -22,8 +22,24 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     return parse_set(args.set)
 
 
-def _default_out(spec: str) -> str:
-    return str(Path("runs") / Path(spec).stem)
+def _default_out(spec: str, resume: bool = False) -> str:
+    """runs/SPEC-NAME; a new run next to an earlier one's checkpoints gets the next free runs/SPEC-NAME-N
+    (so running the same command twice starts a second run instead of failing), while --resume continues the
+    latest of them."""
+    from .checkpoint import checkpoints
+
+    base = Path("runs") / Path(spec).stem
+    taken = [base] + sorted((p for p in base.parent.glob(base.name + "-*") if p.name[len(base.name) + 1:].isdigit()),
+                            key=lambda p: int(p.name[len(base.name) + 1:]))
+    used = [d for d in taken if d.is_dir() and checkpoints(d)]
+    if resume:
+        return str(used[-1] if used else base)
+    if not used:
+        return str(base)
+    n = 2
+    while (base.parent / f"{base.name}-{n}").exists() and checkpoints(base.parent / f"{base.name}-{n}"):
+        n += 1
+    return str(base.parent / f"{base.name}-{n}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -35,7 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         v = getattr(args, flag)
         if v is not None and v < 1:
             raise UsageError(f"--{flag} must be at least 1, found {v}")
-    out = args.out or _default_out(args.spec)
+    out = args.out or _default_out(args.spec, args.resume)
     try:
         train(args.spec, data=args.data, epochs=args.epochs, steps=args.steps, batch=args.batch,
               optimizer=args.optimizer, schedule=args.schedule, lr=args.lr, val=args.val, seed=args.seed, out=out,
