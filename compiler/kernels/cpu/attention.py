@@ -40,6 +40,7 @@ import numpy as np
 from numba import njit
 
 from . import fastmath as fm
+from ._common import add_bias, bias_grad, carve
 
 
 def attention_forward_workspace_size(B, Tq, Tk, D, heads):
@@ -68,23 +69,7 @@ def _check(B, Tq, Tk, D, heads, causal, wk, wv, wo):
 def _project(x, w, b, out):
     # x (N, Din), w (D, Din), b (D,) or (0,) -> out (N, D) = x @ w.T + b
     np.dot(x, w.T, out)
-    if b.shape[0] > 0:
-        N, D = out.shape
-        for n in range(N):
-            for j in range(D):
-                out[n, j] += b[j]
-
-
-@njit(cache=True, error_model="numpy")
-def _colsum(g, gb):
-    # g (N, D) -> gb (D,) = sum over rows (skipped for an absent bias)
-    if gb.shape[0] > 0:
-        N, D = g.shape
-        for j in range(D):
-            gb[j] = 0.0
-        for n in range(N):
-            for j in range(D):
-                gb[j] += g[n, j]
+    add_bias(out, b, 0, out.shape[1])
 
 
 @njit(cache=True, error_model="numpy")
@@ -126,14 +111,10 @@ def attention_forward(q_in, k_in, v_in, wq, bq, wk, bk, wv, bv, wo, bo, heads, c
     _project(q_in.reshape(B * Tq, Dq), wq, bq, saveQ.reshape(B * Tq, D))
     _project(k_in.reshape(B * Tk, k_in.shape[2]), wk, bk, saveK.reshape(B * Tk, D))
     _project(v_in.reshape(B * Tk, v_in.shape[2]), wv, bv, saveV.reshape(B * Tk, D))
-    o = 0
-    Qh = ws[o:o + Tq * dk].reshape(Tq, dk)
-    o += Tq * dk
-    Kh = ws[o:o + Tk * dk].reshape(Tk, dk)
-    o += Tk * dk
-    Vh = ws[o:o + Tk * dk].reshape(Tk, dk)
-    o += Tk * dk
-    Ch = ws[o:o + Tq * dk].reshape(Tq, dk)
+    Qh, o = carve(ws, 0, (Tq, dk))
+    Kh, o = carve(ws, o, (Tk, dk))
+    Vh, o = carve(ws, o, (Tk, dk))
+    Ch = carve(ws, o, (Tq, dk))[0]
     scale = 1.0 / math.sqrt(dk)
     for b in range(B):
         for h in range(heads):
@@ -177,34 +158,23 @@ def attention_backward(gout, q_in, k_in, v_in, wq, wk, wv, wo, heads, saveQ, sav
     D = wq.shape[0]
     dk = D // heads
     scale = 1.0 / math.sqrt(dk)
-    o = 0
-    gQ = ws[o:o + B * Tq * D].reshape(B, Tq, D)
-    o += B * Tq * D
-    gK = ws[o:o + B * Tk * D].reshape(B, Tk, D)
-    o += B * Tk * D
-    gV = ws[o:o + B * Tk * D].reshape(B, Tk, D)
-    o += B * Tk * D
-    Qh = ws[o:o + Tq * dk].reshape(Tq, dk)
-    o += Tq * dk
-    gCh = ws[o:o + Tq * dk].reshape(Tq, dk)
-    o += Tq * dk
-    gQh = ws[o:o + Tq * dk].reshape(Tq, dk)
-    o += Tq * dk
-    Kh = ws[o:o + Tk * dk].reshape(Tk, dk)
-    o += Tk * dk
-    Vh = ws[o:o + Tk * dk].reshape(Tk, dk)
-    o += Tk * dk
-    gKh = ws[o:o + Tk * dk].reshape(Tk, dk)
-    o += Tk * dk
-    gVh = ws[o:o + Tk * dk].reshape(Tk, dk)
-    o += Tk * dk
-    gP = ws[o:o + Tq * Tk].reshape(Tq, Tk)
+    gQ, o = carve(ws, 0, (B, Tq, D))
+    gK, o = carve(ws, o, (B, Tk, D))
+    gV, o = carve(ws, o, (B, Tk, D))
+    Qh, o = carve(ws, o, (Tq, dk))
+    gCh, o = carve(ws, o, (Tq, dk))
+    gQh, o = carve(ws, o, (Tq, dk))
+    Kh, o = carve(ws, o, (Tk, dk))
+    Vh, o = carve(ws, o, (Tk, dk))
+    gKh, o = carve(ws, o, (Tk, dk))
+    gVh, o = carve(ws, o, (Tk, dk))
+    gP = carve(ws, o, (Tq, Tk))[0]
 
     # out projection: gwo = gout^T ctx, gbo = sum gout, gctx = gout @ wo. gctx goes into the gQ buffer: each
     # head slice of it is read (into gCh) just before the same slice of gQ is written, so they can share.
     gout2 = gout.reshape(B * Tq, D)
     np.dot(gout2.T, saveCtx.reshape(B * Tq, D), gwo)
-    _colsum(gout2, gbo)
+    bias_grad(gout2, 0, D, gbo)
     np.dot(gout2, wo, gQ.reshape(B * Tq, D))
 
     for b in range(B):
@@ -240,9 +210,9 @@ def attention_backward(gout, q_in, k_in, v_in, wq, wk, wv, wo, heads, saveQ, sav
     np.dot(gQ2.T, q_in.reshape(B * Tq, Dq), gwq)
     np.dot(gK2.T, k_in.reshape(B * Tk, Dk), gwk)
     np.dot(gV2.T, v_in.reshape(B * Tk, Dv), gwv)
-    _colsum(gQ2, gbq)
-    _colsum(gK2, gbk)
-    _colsum(gV2, gbv)
+    bias_grad(gQ2, 0, D, gbq)
+    bias_grad(gK2, 0, D, gbk)
+    bias_grad(gV2, 0, D, gbv)
     if need_gq:
         np.dot(gQ2, wq, gq_in.reshape(B * Tq, Dq))
     if need_gk:

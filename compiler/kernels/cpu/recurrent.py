@@ -40,6 +40,7 @@ import numpy as np
 from numba import njit
 
 from . import fastmath as fm
+from ._common import add_bias, bias_grad, carve
 
 # ----------------------------------------------------------------------------------------------- helpers
 
@@ -72,26 +73,6 @@ def _unpack(gWh, gWx, k, H, gw):
             gw[r, c] = gWh[k * H + r, c]
         for c in range(D):
             gw[r, H + c] = gWx[k * H + r, c]
-
-
-@njit(cache=True, error_model="numpy")
-def _add_bias(G2, b, k, H):
-    # G2 (N, G*H) columns k*H.. += b (H,) (nothing for an absent bias)
-    if b.shape[0] > 0:
-        for n in range(G2.shape[0]):
-            for j in range(H):
-                G2[n, k * H + j] += b[j]
-
-
-@njit(cache=True, error_model="numpy")
-def _bias_grad(dG2, k, H, gb):
-    # gb (H,) = column sums of dG2 (N, G*H) columns k*H.. (nothing for an absent bias)
-    if gb.shape[0] > 0:
-        for j in range(H):
-            gb[j] = 0.0
-        for n in range(dG2.shape[0]):
-            for j in range(H):
-                gb[j] += dG2[n, k * H + j]
 
 
 @njit(cache=True, error_model="numpy")
@@ -137,7 +118,7 @@ def rnn_forward(xs, h0, wx, bx, wh, reverse, ys, hT, ws):
         raise ValueError("rnn: weight shapes disagree with the input / hidden widths")
     ys2 = ys.reshape(B * T, H)
     np.dot(xs.reshape(B * T, D), wx.T, ys2)  # input term of every step at once
-    _add_bias(ys2, bx, 0, H)
+    add_bias(ys2, bx, 0, H)
     h = hT  # the running state lives in hT
     _copy2(h0, h)
     rec = ws[0:B * H].reshape(B, H)
@@ -158,14 +139,10 @@ def rnn_backward(gys, ghT, xs, h0, wx, wh, ys, reverse, gxs, gh0, gwx, gbx, gwh,
     # -> gxs (B, T, D), gh0 (B, H), gwx (H, D), gbx (H,) or (0,), gwh (H, H); ws rnn_backward_workspace_size
     B, T, D = xs.shape
     H = wx.shape[0]
-    o = 0
-    dA = ws[o:o + B * T * H].reshape(B, T, H)
-    o += B * T * H
-    Hp = ws[o:o + B * T * H].reshape(B, T, H)
-    o += B * T * H
-    dh = ws[o:o + B * H].reshape(B, H)
-    o += B * H
-    da = ws[o:o + B * H].reshape(B, H)
+    dA, o = carve(ws, 0, (B, T, H))
+    Hp, o = carve(ws, o, (B, T, H))
+    dh, o = carve(ws, o, (B, H))
+    da = carve(ws, o, (B, H))[0]
     _copy2(ghT, dh)
     for s in range(T - 1, -1, -1):
         t = T - 1 - s if reverse else s
@@ -183,7 +160,7 @@ def rnn_backward(gys, ghT, xs, h0, wx, wh, ys, reverse, gxs, gh0, gwx, gbx, gwh,
     dA2 = dA.reshape(B * T, H)
     np.dot(dA2.T, xs.reshape(B * T, D), gwx)
     np.dot(dA2.T, Hp.reshape(B * T, H), gwh)
-    _bias_grad(dA2, 0, H, gbx)
+    bias_grad(dA2, 0, H, gbx)
     if need_gx:
         np.dot(dA2, wx, gxs.reshape(B * T, D))
 
@@ -202,6 +179,15 @@ def lstm_backward_workspace_size(B, T, D, H):
 
 
 @njit(cache=True, error_model="numpy")
+def _lstm_pack(wf, wi, wo, wg, H, Wh, Wx):
+    # Wh (4H, H) and Wx (4H, D) rows [f|i|o|g] of the h and x columns
+    _pack(wf, 0, H, Wh, Wx)
+    _pack(wi, 1, H, Wh, Wx)
+    _pack(wo, 2, H, Wh, Wx)
+    _pack(wg, 3, H, Wh, Wx)
+
+
+@njit(cache=True, error_model="numpy")
 def lstm_forward(xs, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, reverse, ys, hT, cT, saveG, saveC, ws):
     fast = xs.itemsize == 4  # float32: vectorisable tanh/sigmoid (fastmath.py)
     # xs (B, T, D), h0/c0 (B, H), w* (H, H + D), b* (H,) or (0,) -> ys (B, T, H), hT/cT (B, H),
@@ -213,22 +199,16 @@ def lstm_forward(xs, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, reverse, ys, hT, cT
     _check_gate(wo, H, D)
     _check_gate(wg, H, D)
     H4 = 4 * H
-    o = 0
-    Wh = ws[o:o + H4 * H].reshape(H4, H)
-    o += H4 * H
-    Wx = ws[o:o + H4 * D].reshape(H4, D)
-    o += H4 * D
-    rec = ws[o:o + B * H4].reshape(B, H4)
-    _pack(wf, 0, H, Wh, Wx)
-    _pack(wi, 1, H, Wh, Wx)
-    _pack(wo, 2, H, Wh, Wx)
-    _pack(wg, 3, H, Wh, Wx)
+    Wh, o = carve(ws, 0, (H4, H))
+    Wx, o = carve(ws, o, (H4, D))
+    rec = carve(ws, o, (B, H4))[0]
+    _lstm_pack(wf, wi, wo, wg, H, Wh, Wx)
     G2 = saveG.reshape(B * T, H4)
     np.dot(xs.reshape(B * T, D), Wx.T, G2)  # input term of every gate and step at once
-    _add_bias(G2, bf, 0, H)
-    _add_bias(G2, bi, 1, H)
-    _add_bias(G2, bo, 2, H)
-    _add_bias(G2, bg, 3, H)
+    add_bias(G2, bf, 0, H)
+    add_bias(G2, bi, 1, H)
+    add_bias(G2, bo, 2, H)
+    add_bias(G2, bg, 3, H)
     h = hT
     c = cT
     _copy2(h0, h)
@@ -265,28 +245,16 @@ def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, r
     B, T, D = xs.shape
     H = h0.shape[1]
     H4 = 4 * H
-    o = 0
-    Wh = ws[o:o + H4 * H].reshape(H4, H)
-    o += H4 * H
-    Wx = ws[o:o + H4 * D].reshape(H4, D)
-    o += H4 * D
-    gWh = ws[o:o + H4 * H].reshape(H4, H)
-    o += H4 * H
-    gWx = ws[o:o + H4 * D].reshape(H4, D)
-    o += H4 * D
-    dG = ws[o:o + B * T * H4].reshape(B, T, H4)
-    o += B * T * H4
-    Hp = ws[o:o + B * T * H].reshape(B, T, H)
-    o += B * T * H
-    dcur = ws[o:o + B * H4].reshape(B, H4)
-    o += B * H4
-    dh = ws[o:o + B * H].reshape(B, H)
-    o += B * H
-    dc = ws[o:o + B * H].reshape(B, H)
-    _pack(wf, 0, H, Wh, Wx)
-    _pack(wi, 1, H, Wh, Wx)
-    _pack(wo, 2, H, Wh, Wx)
-    _pack(wg, 3, H, Wh, Wx)
+    Wh, o = carve(ws, 0, (H4, H))
+    Wx, o = carve(ws, o, (H4, D))
+    gWh, o = carve(ws, o, (H4, H))
+    gWx, o = carve(ws, o, (H4, D))
+    dG, o = carve(ws, o, (B, T, H4))
+    Hp, o = carve(ws, o, (B, T, H))
+    dcur, o = carve(ws, o, (B, H4))
+    dh, o = carve(ws, o, (B, H))
+    dc = carve(ws, o, (B, H))[0]
+    _lstm_pack(wf, wi, wo, wg, H, Wh, Wx)
     _copy2(ghT, dh)
     _copy2(gcT, dc)
     for s in range(T - 1, -1, -1):
@@ -325,10 +293,10 @@ def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, r
     _unpack(gWh, gWx, 1, H, gwi)
     _unpack(gWh, gWx, 2, H, gwo)
     _unpack(gWh, gWx, 3, H, gwg)
-    _bias_grad(dG2, 0, H, gbf)
-    _bias_grad(dG2, 1, H, gbi)
-    _bias_grad(dG2, 2, H, gbo)
-    _bias_grad(dG2, 3, H, gbg)
+    bias_grad(dG2, 0, H, gbf)
+    bias_grad(dG2, 1, H, gbi)
+    bias_grad(dG2, 2, H, gbo)
+    bias_grad(dG2, 3, H, gbg)
     if need_gx:
         np.dot(dG2, Wx, gxs.reshape(B * T, D))
 
@@ -350,14 +318,9 @@ def gru_backward_workspace_size(B, T, D, H):
 @njit(cache=True, error_model="numpy")
 def _gru_pack(wz, wr, wn, H, Wx, Whzr, Whn):
     # Wx (3H, D) rows [z|r|n] of the x columns; Whzr (2H, H) rows [z|r] and Whn (H, H) of the h columns
-    D = Wx.shape[1]
     _pack(wz, 0, H, Whzr, Wx[0:2 * H])
     _pack(wr, 1, H, Whzr, Wx[0:2 * H])
-    for r in range(H):
-        for c in range(H):
-            Whn[r, c] = wn[r, c]
-        for c in range(D):
-            Wx[2 * H + r, c] = wn[r, H + c]
+    _pack(wn, 0, H, Whn, Wx[2 * H:3 * H])
 
 
 @njit(cache=True, error_model="numpy")
@@ -371,24 +334,18 @@ def gru_forward(xs, h0, wz, bz, wr, br, wn, bn, reverse, ys, hT, saveG, ws):
     _check_gate(wr, H, D)
     _check_gate(wn, H, D)
     H3 = 3 * H
-    o = 0
-    Wx = ws[o:o + H3 * D].reshape(H3, D)
-    o += H3 * D
-    Whzr = ws[o:o + 2 * H * H].reshape(2 * H, H)
-    o += 2 * H * H
-    Whn = ws[o:o + H * H].reshape(H, H)
-    o += H * H
-    rec = ws[o:o + 2 * B * H].reshape(B, 2 * H)
-    o += 2 * B * H
-    rh = ws[o:o + B * H].reshape(B, H)
-    o += B * H
-    recn = ws[o:o + B * H].reshape(B, H)
+    Wx, o = carve(ws, 0, (H3, D))
+    Whzr, o = carve(ws, o, (2 * H, H))
+    Whn, o = carve(ws, o, (H, H))
+    rec, o = carve(ws, o, (B, 2 * H))
+    rh, o = carve(ws, o, (B, H))
+    recn = carve(ws, o, (B, H))[0]
     _gru_pack(wz, wr, wn, H, Wx, Whzr, Whn)
     G2 = saveG.reshape(B * T, H3)
     np.dot(xs.reshape(B * T, D), Wx.T, G2)  # input term of every gate and step at once
-    _add_bias(G2, bz, 0, H)
-    _add_bias(G2, br, 1, H)
-    _add_bias(G2, bn, 2, H)
+    add_bias(G2, bz, 0, H)
+    add_bias(G2, br, 1, H)
+    add_bias(G2, bn, 2, H)
     h = hT
     _copy2(h0, h)
     for s in range(T):
@@ -422,40 +379,23 @@ def gru_backward(gys, ghT, xs, h0, wz, wr, wn, ys, saveG, reverse,
     B, T, D = xs.shape
     H = h0.shape[1]
     H3 = 3 * H
-    o = 0
-    Wx = ws[o:o + H3 * D].reshape(H3, D)
-    o += H3 * D
-    Whzr = ws[o:o + 2 * H * H].reshape(2 * H, H)
-    o += 2 * H * H
-    Whn = ws[o:o + H * H].reshape(H, H)
-    o += H * H
-    gWxzr = ws[o:o + 2 * H * D].reshape(2 * H, D)
-    o += 2 * H * D
-    gWxn = ws[o:o + H * D].reshape(H, D)
-    o += H * D
-    gWhzr = ws[o:o + 2 * H * H].reshape(2 * H, H)
-    o += 2 * H * H
-    gWhn = ws[o:o + H * H].reshape(H, H)
-    o += H * H
-    dZR = ws[o:o + 2 * B * T * H].reshape(B, T, 2 * H)
-    o += 2 * B * T * H
-    dN = ws[o:o + B * T * H].reshape(B, T, H)
-    o += B * T * H
-    Hp = ws[o:o + B * T * H].reshape(B, T, H)
-    o += B * T * H
-    RH = ws[o:o + B * T * H].reshape(B, T, H)
-    o += B * T * H
-    tmp = ws[o:o + B * T * D].reshape(B * T, D)
-    o += B * T * D
-    dzr = ws[o:o + 2 * B * H].reshape(B, 2 * H)
-    o += 2 * B * H
-    dn = ws[o:o + B * H].reshape(B, H)
-    o += B * H
-    drh = ws[o:o + B * H].reshape(B, H)
-    o += B * H
-    dh = ws[o:o + B * H].reshape(B, H)
-    o += B * H
-    dhd = ws[o:o + B * H].reshape(B, H)
+    Wx, o = carve(ws, 0, (H3, D))
+    Whzr, o = carve(ws, o, (2 * H, H))
+    Whn, o = carve(ws, o, (H, H))
+    gWxzr, o = carve(ws, o, (2 * H, D))
+    gWxn, o = carve(ws, o, (H, D))
+    gWhzr, o = carve(ws, o, (2 * H, H))
+    gWhn, o = carve(ws, o, (H, H))
+    dZR, o = carve(ws, o, (B, T, 2 * H))
+    dN, o = carve(ws, o, (B, T, H))
+    Hp, o = carve(ws, o, (B, T, H))
+    RH, o = carve(ws, o, (B, T, H))
+    tmp, o = carve(ws, o, (B * T, D))
+    dzr, o = carve(ws, o, (B, 2 * H))
+    dn, o = carve(ws, o, (B, H))
+    drh, o = carve(ws, o, (B, H))
+    dh, o = carve(ws, o, (B, H))
+    dhd = carve(ws, o, (B, H))[0]
     _gru_pack(wz, wr, wn, H, Wx, Whzr, Whn)
     _prev_states(ys, h0, reverse, Hp)
     _copy2(ghT, dh)
@@ -505,9 +445,9 @@ def gru_backward(gys, ghT, xs, h0, wz, wr, wn, ys, saveG, reverse,
     _unpack(gWhzr, gWxzr, 0, H, gwz)
     _unpack(gWhzr, gWxzr, 1, H, gwr)
     _unpack(gWhn, gWxn, 0, H, gwn)
-    _bias_grad(dZR2, 0, H, gbz)
-    _bias_grad(dZR2, 1, H, gbr)
-    _bias_grad(dN2, 0, H, gbn)
+    bias_grad(dZR2, 0, H, gbz)
+    bias_grad(dZR2, 1, H, gbr)
+    bias_grad(dN2, 0, H, gbn)
     if need_gx:
         gx2 = gxs.reshape(B * T, D)
         np.dot(dZR2, Wx[0:2 * H], gx2)
