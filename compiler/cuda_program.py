@@ -8,7 +8,8 @@ in by `_feed`, and the outputs, fetched values and the loss are copied out when 
 Parameters and gradients are device arrays (numba device arrays):
 - `prog.params[name]` / `prog.grads[name]` are the live device arrays. Read one with
   ``prog.params[name].copy_to_host()`` (or ``np.asarray(...)``); set one with ``prog.params[name][...] = a``
-  (a host-to-device copy). `to_host()` returns host copies of every parameter (or of the named ones),
+  (a host-to-device copy; these arrays take the Ellipsis index that numba's own device arrays refuse, so
+  code written for the CPU program's numpy parameters keeps working). `to_host()` returns host copies of every parameter (or of the named ones),
   `to_device(arrays)` copies host arrays in by name (shapes checked), `grads_to_host()` copies the gradients.
 - The runtime's optimizer updates device parameters in place with the kernels of ``kernels/cuda/optim``,
   and checkpoints read them through ``np.asarray`` (one copy per parameter per checkpoint).
@@ -115,9 +116,11 @@ class CudaProgram(Program):
         self._cuda = cuda
         self.device_name = why
         super().__init__(net, batch, device="cuda", dtype=dtype, seed=seed, fuse=fuse)
+        from .kernels.cuda._common import settable
+
         host = self.params
-        self.params = DeviceParams({n: cuda.to_device(np.ascontiguousarray(a)) for n, a in host.items()})
-        self.grads = DeviceParams({n: self._zeros(host[n].shape, host[n].dtype) for n in self.trainable})
+        self.params = DeviceParams({n: settable(cuda.to_device(np.ascontiguousarray(a))) for n, a in host.items()})
+        self.grads = DeviceParams({n: settable(self._zeros(host[n].shape, host[n].dtype)) for n in self.trainable})
 
     # ------------------------------------------------------------------ device memory
     def _zeros(self, shape: tuple[int, ...], dtype: Any) -> Any:

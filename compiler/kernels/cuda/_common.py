@@ -130,6 +130,36 @@ def scratch(name: str, size: int, dtype=np.float64):
     return buf[:size] if buf.size != size else buf
 
 
+def _whole(key, ndim: int):
+    return (slice(None),) * ndim if key is Ellipsis else key
+
+
+if SIM:
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray as _DeviceArray
+else:
+    from numba.cuda.cudadrv.devicearray import DeviceNDArray as _DeviceArray
+
+
+class SettableArray(_DeviceArray):
+    """A device array that also takes ``a[...] = x`` and ``a[...]`` (numba's refuse an Ellipsis index; numpy
+    code, the runtime's included, writes parameters that way). Same memory, same kernels' view of it."""
+
+    def __getitem__(self, key):
+        return super().__getitem__(_whole(key, len(self.shape)))
+
+    def __setitem__(self, key, value):
+        return super().__setitem__(_whole(key, len(self.shape)), value)
+
+
+def settable(a):
+    """`a` (a device array) as a SettableArray sharing its memory."""
+    if isinstance(a, SettableArray):
+        return a
+    if SIM:
+        return SettableArray(a._ary)
+    return SettableArray(a.shape, a.strides, a.dtype, gpu_data=a.gpu_data)
+
+
 def is_device(a) -> bool:
     return cuda.is_cuda_array(a)
 

@@ -11,7 +11,7 @@ import math
 from numba import cuda
 
 from ._common import flat as _flat
-from ._common import kernel, launch, total, total_squares
+from ._common import kernel, launch, settable, total, total_squares
 
 
 @kernel
@@ -66,7 +66,7 @@ def zeros_like(a):
 
     z = cuda.device_array(a.shape, a.dtype)
     zero(z)
-    return z
+    return settable(z)  # checkpoints restore state with state[...] = saved
 
 
 def sgd_kernel(p, g, buf, lr, momentum, nesterov, wd, scale):

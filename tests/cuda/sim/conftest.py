@@ -5,8 +5,8 @@ this directory collects nothing (except with NETDSL_CUDA_GPU=1: the same tests o
 
 Under the simulator a device array is a wrapper around a numpy array that forwards any attribute to it, so
 code written against numpy could pass here and fail on a GPU. The fixture below narrows the forwarding to
-the attributes a real numba device array has (anything else raises AttributeError), so host code that treats
-device arrays as numpy arrays fails here too.
+the attributes a real numba device array has (anything else raises AttributeError) and refuses an Ellipsis
+index as numba does, so host code that treats device arrays as numpy arrays fails here too.
 """
 
 from __future__ import annotations
@@ -46,13 +46,26 @@ def _strict_device_arrays():
         return
     from numba.cuda.simulator.cudadrv import devicearray as sim
 
-    original = sim.FakeCUDAArray.__getattr__
+    cls = sim.FakeCUDAArray
+    original = cls.__getattr__, cls.__getitem__, cls.__setitem__
 
     def strict(self, name):
         if name not in DEVICE_ARRAY_ATTRS:
             raise AttributeError(f"a numba device array has no attribute {name!r} (the simulator's would)")
-        return original(self, name)
+        return original[0](self, name)
 
-    sim.FakeCUDAArray.__getattr__ = strict
+    def no_ellipsis(key):  # numba's device arrays index through dummyarray, which has no Ellipsis
+        if key is Ellipsis or (isinstance(key, tuple) and any(k is Ellipsis for k in key)):
+            raise TypeError("a numba device array cannot be indexed with an Ellipsis (the simulator's can)")
+
+    def getitem(self, key):
+        no_ellipsis(key)
+        return original[1](self, key)
+
+    def setitem(self, key, value):
+        no_ellipsis(key)
+        return original[2](self, key, value)
+
+    cls.__getattr__, cls.__getitem__, cls.__setitem__ = strict, getitem, setitem
     yield
-    sim.FakeCUDAArray.__getattr__ = original
+    cls.__getattr__, cls.__getitem__, cls.__setitem__ = original

@@ -269,3 +269,22 @@ def test_detect_anomaly_names_the_same_op_on_the_device():
         got = gpu.detect_anomaly(x)
     assert want is not None and got == want
     np.testing.assert_array_equal(gpu.to_host()["dense_1.weight"], cpu.params["dense_1.weight"])
+
+
+def test_parameters_and_optimizer_state_take_the_runtimes_ellipsis_writes():
+    # runtime.train.load_params / --init-from and Optimizer.load_state write `a[...] = saved`
+    from netdsl.runtime.optim import Optimizer
+    from netdsl.runtime.train import load_params
+    from numba import cuda
+
+    from netdsl.recipe import CallSpec
+
+    _, cpu, gpu = pair(CHAR_LSTM)
+    load_params(gpu, {f"param/{k}": v for k, v in cpu.params.items()})
+    for k, v in gpu.to_host().items():
+        np.testing.assert_array_equal(v, cpu.params[k])
+    opt = Optimizer(CallSpec("adam", (), {"lr": 0.01}, None), gpu.params, gpu.trainable)
+    opt.load_state({k: np.ones(tuple(a.shape), np.float32) for k, a in opt.state.items()}, 3)
+    assert all(np.all(np.asarray(a) == 1) for a in opt.state.values()) and opt.t == 3
+    with pytest.raises(TypeError, match="Ellipsis"):  # what a plain device array does (here as on a GPU)
+        cuda.device_array(3, np.float32)[...] = np.zeros(3, np.float32)
