@@ -160,10 +160,6 @@ def settable(a):
     return SettableArray(a.shape, a.strides, a.dtype, gpu_data=a.gpu_data)
 
 
-def is_device(a) -> bool:
-    return cuda.is_cuda_array(a)
-
-
 def scalar_arg(g, dtype=np.float64):
     """A loss gradient given as a float or as a device array: (device array or empty, float)."""
     if isinstance(g, (int, float, np.floating, np.integer)):

@@ -6,7 +6,8 @@ this directory collects nothing (except with NETDSL_CUDA_GPU=1: the same tests o
 Under the simulator a device array is a wrapper around a numpy array that forwards any attribute to it, so
 code written against numpy could pass here and fail on a GPU. The fixture below narrows the forwarding to
 the attributes a real numba device array has (anything else raises AttributeError) and refuses an Ellipsis
-index as numba does, so host code that treats device arrays as numpy arrays fails here too.
+index as numba does, so host code that treats device arrays as numpy arrays fails here too; and a kernel
+given a host array fails (the backend keeps everything on the device).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 
+import numpy as np
 import pytest
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
@@ -66,6 +68,19 @@ def _strict_device_arrays():
         no_ellipsis(key)
         return original[2](self, key, value)
 
+    # a host array passed to a kernel is copied in and out around the launch (a GPU would do it too, slowly
+    # and synchronously): in this backend that is always a bug
+    from numba.cuda.simulator.kernel import FakeCUDAKernel
+
+    launch = FakeCUDAKernel.__call__
+
+    def device_args_only(self, *args):
+        if not self._device and any(isinstance(a, np.ndarray) and a.ndim > 0 for a in args):
+            raise TypeError(f"kernel {self.fn.__name__} was passed a host array")
+        return launch(self, *args)
+
     cls.__getattr__, cls.__getitem__, cls.__setitem__ = strict, getitem, setitem
+    FakeCUDAKernel.__call__ = device_args_only
     yield
     cls.__getattr__, cls.__getitem__, cls.__setitem__ = original
+    FakeCUDAKernel.__call__ = launch
