@@ -19,6 +19,24 @@ from .schedule import Buf, Schedule
 NP_DTYPES = {"i64": np.int64, "u8": np.uint8}
 
 
+def fit_blas_threads(macs_per_step: int) -> int | None:
+    """Use one BLAS thread for small networks: their GEMMs are too small to split, and OpenBLAS's idle
+    threads spin — on a busy machine a LeNet step took 10x longer with two threads than with one. Returns
+    the thread count set (None when left alone). NETDSL_BLAS_THREADS overrides the choice."""
+    import os
+
+    want = os.environ.get("NETDSL_BLAS_THREADS")
+    if want is None and macs_per_step >= 200_000_000:
+        return None
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    n = int(want) if want else 1
+    threadpool_limits(limits=n, user_api="blas")
+    return n
+
+
 def available_memory() -> int | None:
     """Bytes of memory available to this process (Linux MemAvailable; None when unknown)."""
     try:

@@ -267,6 +267,10 @@ def train(net_or_path: Any, data: Any = None, epochs: int | None = None, steps: 
     from .optim import Optimizer  # Numba: imported only when training
 
     prog = netdsl.compile(net, batch=cfg.batch, device=device, seed=cfg.seed)
+    if device == "cpu":
+        from netdsl.compiler.program import fit_blas_threads
+
+        fit_blas_threads(net.summary(memory=False).totals["macs"] * cfg.batch)
     opt = Optimizer(cfg.optimizer, prog.params, prog.trainable)
     sched = Schedule(cfg.schedule, opt.lr, total)
     history: list[dict[str, Any]] = []
