@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     return time.perf_counter() - t0, r.returncode, (r.stderr or r.stdout)[-600:]
 
 

@@ -14,11 +14,11 @@ from typing import Any
 from .diagnostics import InternalError, SpecError
 from .net import Net, load, loads
 
-__all__ = ["Net", "SpecError", "InternalError", "load", "loads", "compile", "train"]
+__all__ = ["InternalError", "Net", "SpecError", "compile", "load", "loads", "train"]
 __version__ = "0.1.0"
 
 
-def compile(net: Net, batch: int = 1, device: str = "cpu", dtype: str = "float32", **options: Any) -> Any:  # noqa: A001
+def compile(net: Net, batch: int = 1, device: str = "cpu", dtype: str = "float32", **options: Any) -> Any:
     """Compile a checked network into a `Program` (forward, backward, optimizer step) for `batch` examples.
 
     Refuses (SpecError), before allocating them, parameters that cannot fit in the memory available, and a

@@ -228,7 +228,7 @@ def nested_shape(v: Any) -> tuple[int, ...]:
     return () if s is None else s
 
 
-from .table import OPS  # noqa: E402  (the table needs the classes above)
+from .table import OPS
 
 
 def get(name: str) -> OpDef | None:

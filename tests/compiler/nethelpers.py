@@ -47,7 +47,7 @@ def finite_difference_check(prog, x, names=None, per_param: int = 6, eps: float 
     and where it occurred.
     """
     rng = np.random.default_rng(seed)
-    loss, grads = prog.loss_and_grads(x, seed=0, update_stats=False)
+    _, grads = prog.loss_and_grads(x, seed=0, update_stats=False)
     worst, where = 0.0, None
     for name in names or sorted(grads):
         p = prog.params[name]
@@ -71,7 +71,7 @@ def finite_difference_check(prog, x, names=None, per_param: int = 6, eps: float 
 def direction_check(prog, x, eps: float = 1e-7, seed: int = 1):
     """⟨∇L, d⟩ against (L(θ+εd) − L(θ−εd)) / 2ε for one random direction d over every parameter."""
     rng = np.random.default_rng(seed)
-    loss, grads = prog.loss_and_grads(x, seed=0, update_stats=False)
+    _, grads = prog.loss_and_grads(x, seed=0, update_stats=False)
     dirs = {k: rng.standard_normal(g.shape) for k, g in grads.items()}
     analytic = sum(float((grads[k] * d).sum()) for k, d in dirs.items())
     saved = {k: prog.params[k].copy() for k in dirs}

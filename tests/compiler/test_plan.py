@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-import netdsl
 from netdsl.compiler.lower import lower
 from netdsl.compiler.plan import live_ranges, overlaps, plan
+
+import netdsl
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 
