@@ -19,15 +19,14 @@ from .schedule import Buf, Schedule
 NP_DTYPES = {"i64": np.int64, "u8": np.uint8}
 
 
-def fit_blas_threads(macs_per_step: int) -> int | None:
-    """Use one BLAS thread for small networks: their GEMMs are too small to split, and OpenBLAS's idle
-    threads spin — on a busy machine a LeNet step took 10x longer with two threads than with one. Returns
-    the thread count set (None when left alone). NETDSL_BLAS_THREADS overrides the choice."""
+def fit_blas_threads() -> int | None:
+    """Run BLAS on one thread: netdsl's CPU kernels split their work into lanes themselves (compiler/parallel.py)
+    and call a single-threaded BLAS from each, so OpenBLAS's own workers would only compete with them (its idle
+    threads spin: with both pools on two cores, GEMMs ran 10x slower). Returns the thread count set (None when
+    it could not be set). NETDSL_BLAS_THREADS overrides the choice."""
     import os
 
     want = os.environ.get("NETDSL_BLAS_THREADS")
-    if want is None and macs_per_step >= 200_000_000:
-        return None
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:

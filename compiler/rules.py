@@ -16,6 +16,7 @@ from netdsl.diagnostics import Diagnostic, SpecError
 from netdsl.ir import Node, TensorType
 from netdsl.ops.table import channel_axis
 
+from .parallel import lanes
 from .schedule import Expr, Scalar
 
 FORWARD: dict[str, Callable[..., None]] = {}
@@ -84,11 +85,12 @@ _CHUNK = 1 << 20  # conv.py's chunk of workspace: its workspace-size helpers, re
 
 
 def _conv_ws(n: Node, c: int, k: int, kh: int, kw: int, p: int, q: int, backward: bool) -> int:
+    """conv.py's conv2d_(backward_)workspace_size: one scratch area per lane (parallel.lanes())."""
     g = n.attrs["groups"]
     ck = (c // g) * kh * kw
     if backward:
-        return max((2 * ck + k) * p * q, _CHUNK) + (k // g) * ck
-    return max((ck + k // g) * p * q, _CHUNK)
+        return lanes() * (max((2 * ck + k) * p * q, _CHUNK) + (k // g) * ck + k * ck)
+    return lanes() * max((ck + k // g) * p * q, _CHUNK)
 
 
 @forward("conv")

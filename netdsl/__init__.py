@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from .blas_env import choose_openblas_kernels
+
+choose_openblas_kernels()  # before anything loads NumPy's or SciPy's OpenBLAS
+
 from .diagnostics import InternalError, SpecError
 from .net import Net, load, loads
 

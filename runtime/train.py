@@ -266,11 +266,7 @@ def train(net_or_path: Any, data: Any = None, epochs: int | None = None, steps: 
     every_n = cfg.every or (spe if total >= spe else max(1, math.ceil(total / 10)))
     from .optim import Optimizer  # Numba: imported only when training
 
-    prog = netdsl.compile(net, batch=cfg.batch, device=device, seed=cfg.seed)
-    if device == "cpu":
-        from netdsl.compiler.program import fit_blas_threads
-
-        fit_blas_threads(net.summary(memory=False).totals["macs"] * cfg.batch)
+    prog = netdsl.compile(net, batch=cfg.batch, device=device, seed=cfg.seed)  # BLAS on one thread (lanes)
     opt = Optimizer(cfg.optimizer, prog.params, prog.trainable)
     sched = Schedule(cfg.schedule, opt.lr, total)
     history: list[dict[str, Any]] = []

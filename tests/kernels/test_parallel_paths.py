@@ -1,12 +1,14 @@
-"""The prange variants the kernels switch to on very large tensors compute exactly what the serial paths do.
+"""The parallel paths of the kernels compute what the serial paths do.
 
-The kernels take their parallel path only above `_PAR_MIN` elements (millions, so tests never reach it through
-the public kernels): these tests call each parallel helper directly on a moderate tensor instead.
+Most kernels take their parallel path only above `_PAR_MIN` elements (millions, so tests never reach it through
+the public kernels): these tests call each parallel helper directly on a moderate tensor instead. The conv
+kernels split the batch into lanes by their workspace size, which the test chooses.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from netdsl.compiler.kernels.cpu import activation as act
 from netdsl.compiler.kernels.cpu import conv, norm, pool
 
@@ -25,19 +27,34 @@ def test_softmax_parallel_matches_serial():
     np.testing.assert_array_equal(ga, gb)
 
 
-def test_im2col_and_col2im_parallel_match_serial():
+@pytest.mark.parametrize("geom", [
+    # B, C, H, W, K, kh, kw, stride, pad, groups
+    (5, 3, 9, 10, 4, 3, 3, 2, 1, 1),
+    (7, 4, 6, 6, 6, 1, 1, 1, 0, 1),  # 1×1 stride 1: the input is the column matrix
+    (4, 4, 17, 16, 6, 3, 3, 1, 1, 2),  # grouped, 272 output positions (one sample per GEMM)
+])
+def test_conv_lanes_match_one_lane(geom):
+    # the batch split into lanes (threads), each with its own scratch and partial weight gradient, computes
+    # what one lane does
+    B, C, H, W, K, kh, kw, s, p, g = geom
     rng = np.random.default_rng(1)
-    xb = rng.standard_normal((4, 9, 10))
-    args = (0, 4, 3, 3, 2, 1, 1, 1, 1, 1, 5, 10)  # c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q
-    a = np.empty((4 * 9, 5 * 10))
-    b = np.empty_like(a)
-    conv._im2col(xb, *args, a)
-    conv._im2col_par(xb, *args, b)
-    np.testing.assert_array_equal(a, b)
-    ga, gb = np.zeros_like(xb), np.zeros_like(xb)
-    conv._col2im(a, *args, ga)
-    conv._col2im_par(a, *args, gb)
-    np.testing.assert_array_equal(ga, gb)
+    x = rng.standard_normal((B, C, H, W))
+    w = rng.standard_normal((K, C // g, kh, kw))
+    b = rng.standard_normal(K)
+    P, Q = (H + 2 * p - kh) // s + 1, (W + 2 * p - kw) // s + 1
+    gout = rng.standard_normal((B, K, P, Q))
+    attrs = (s, s, p, p, 1, 1, g)
+    geo = (C, K, kh, kw, P, Q, g)
+    results = []
+    for lanes in (1, 3):
+        out = np.empty((B, K, P, Q))
+        conv.conv2d_forward(x, w, b, *attrs, out, np.empty(conv.conv2d_workspace_size(*geo, lanes=lanes)))
+        gx, gw, gb = np.full_like(x, np.nan), np.full_like(w, np.nan), np.empty(K)
+        conv.conv2d_backward(gout, x, w, *attrs, gx, gw, gb, True, True,
+                             np.full(conv.conv2d_backward_workspace_size(*geo, lanes=lanes), np.nan))
+        results.append((out, gx, gw, gb))
+    for one, many in zip(*results, strict=True):
+        np.testing.assert_allclose(many, one, rtol=1e-12, atol=1e-12)
 
 
 def test_norm_parallel_matches_serial():

@@ -2,8 +2,9 @@
 
 Numba's on-disk cache checks only the source file of the function it caches, so a kernel that inlines a
 helper from another module (`fastmath.py`, `_common.py`) would keep running the old helper after an upgrade.
-On import, this package therefore stamps the cache with a hash of all its sources and drops cached kernels
-whose stamp differs. Importing it imports no kernel family (each family module imports on its own).
+On import, this package therefore stamps the cache with a hash of all its sources (and of the lane count the
+kernels split their work into) and drops cached kernels whose stamp differs.
+Importing it imports no kernel family (each family module imports on its own).
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from netdsl.compiler.parallel import lanes
+
 
 def _refresh_kernel_cache() -> None:
     here = Path(__file__).resolve().parent
     digest = hashlib.sha256()
+    digest.update(f"lanes={lanes()}".encode())  # _common.LANES is compiled into the kernels as a constant
     for src in sorted(here.glob("*.py")):
         digest.update(src.name.encode())
         digest.update(src.read_bytes())

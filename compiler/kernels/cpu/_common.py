@@ -7,7 +7,9 @@ helpers it calls: after editing this file (as after editing fastmath.py), delete
 (``__pycache__/*.nbi``, ``*.nbc`` here, or NUMBA_CACHE_DIR), or the callers keep running the old helpers.
 """
 
-from numba import njit
+import numpy as np
+from netdsl.compiler.parallel import lanes as _lanes
+from numba import njit, prange
 
 
 @njit(cache=True, error_model="numpy")
@@ -38,3 +40,42 @@ def bias_grad(dG2, k, H, gb):
         for n in range(dG2.shape[0]):
             for j in range(H):
                 gb[j] += dG2[n, k * H + j]
+
+
+# Lanes of the parallel GEMMs, a compile-time constant of the kernels: the package stamps the kernel cache
+# with it (__init__.py), so a process with another thread count recompiles rather than run a stale split.
+LANES = _lanes()
+# a GEMM is split only when each lane still gets this many multiply-adds (a lane launch costs microseconds)
+_SPLIT_MACS = 1 << 19
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _rows_dot(a, b, out, nl):
+    M = out.shape[0]
+    for t in prange(nl):
+        r0 = t * M // nl
+        r1 = (t + 1) * M // nl
+        np.dot(a[r0:r1], b, out[r0:r1])
+
+
+@njit(cache=True, error_model="numpy")
+def pdot(a, b, out):
+    # a (M, K) C-contiguous, b (K, N) C- or F-contiguous -> out (M, N) = a @ b, rows split over the lanes
+    M = out.shape[0]
+    nl = min(LANES, M // 8, (M * a.shape[1] * out.shape[1]) // _SPLIT_MACS)
+    if nl <= 1:
+        np.dot(a, b, out)
+    else:
+        _rows_dot(a, b, out, nl)
+
+
+@njit(cache=True, error_model="numpy")
+def pdot_tn(a, b, out):
+    # a (K, M), b (K, N), both C-contiguous -> out (M, N) = a.T @ b (a weight gradient: K is the batch);
+    # a.T is copied contiguous first (K·M copies next to K·M·N multiply-adds) so its rows can be split
+    M = out.shape[0]
+    nl = min(LANES, M // 8, (M * a.shape[0] * out.shape[1]) // _SPLIT_MACS)
+    if nl <= 1:
+        np.dot(a.T, b, out)
+    else:
+        _rows_dot(np.ascontiguousarray(a.T), b, out, nl)

@@ -17,40 +17,53 @@ Conventions shared by every CPU kernel family (``compiler/kernels/cpu/<family>.p
   needed) owned by the caller's buffer plan; the pure-Python helpers ``conv2d_workspace_size`` /
   ``conv2d_backward_workspace_size`` give the element count it must hold (0 is fine: pass ``np.empty(0)``).
 
-Strategy: for a chunk of samples and each group, im2col into ``ws`` (sample j's columns side by side) then one
-BLAS GEMM (``np.dot`` with ``out=``) for the whole chunk, so the heavy work runs in BLAS on contiguous operands
-that are wide enough even for small images. A fixed ``(kh, kw)`` filter shared by every
-channel pair is expanded by the caller to the full ``(K, C/groups, kh, kw)`` weight. im2col / col2im run their
-rows in parallel (prange) once a sample's column matrix is large enough to repay a thread launch; BLAS brings
-its own threads, so no prange surrounds a GEMM.
+Strategy: the batch is split into lanes (``compiler/parallel.py``), one thread each, and every lane works
+through its samples in chunks: im2col into its part of ``ws`` (sample j's columns side by side), one
+single-threaded BLAS GEMM (``np.dot`` with ``out=``) for the whole chunk, so the heavy work runs in BLAS on
+contiguous operands that are wide enough even for small images, and im2col / col2im run on every core as the
+GEMMs do. A chunk of one sample writes its GEMM straight into the output; a 1×1, stride-1, unpadded
+convolution reads its input as the column matrix with no copy. The weight gradient of each lane goes to a
+partial sum of its own, added up after the lanes. The lane count is read from the workspace size (the
+``*_workspace_size`` helpers take it; the default is ``parallel.lanes()``). A fixed ``(kh, kw)`` filter shared
+by every channel pair is expanded by the caller to the full ``(K, C/groups, kh, kw)`` weight.
 """
 
 import numpy as np
+from netdsl.compiler.parallel import lanes as _default_lanes
 from numba import njit, prange
 
-# elements of workspace a chunk of samples may fill: several samples' columns go through one GEMM, which
-# keeps BLAS busy on small images (LeNet, the 4×4 stage of a CIFAR ResNet) while staying cache-sized
+# elements of workspace a lane's chunk of samples may fill: several samples' columns go through one GEMM,
+# which keeps BLAS busy on small images (LeNet, the 4×4 stage of a CIFAR ResNet) while staying cache-sized
 _CHUNK = 1 << 20
+# a sample whose GEMM has this many multiply-adds goes through BLAS alone (straight into the output); smaller
+# ones (LeNet's 6- and 16-filter layers) are batched into wider GEMMs
+_DIRECT_MACS = 1 << 22
+
+
+def _fwd_lane(C, K, kh, kw, P, Q, groups):
+    return max(((C // groups) * kh * kw + K // groups) * P * Q, _CHUNK)
+
+
+def _bwd_lane(C, K, kh, kw, P, Q, groups):
+    ck = (C // groups) * kh * kw
+    # columns, their gradient and the transposed output gradient of a chunk; one weight block; the partial sum
+    return max((2 * ck + K) * P * Q, _CHUNK) + (K // groups) * ck + K * ck
 
 
 def conv2d_workspace_size(C, K, kh, kw, P, Q, groups=1, stride_h=1, stride_w=1, pad_h=0, pad_w=0,
-                          dil_h=1, dil_w=1):
-    """Elements of ``ws`` that ``conv2d_forward`` needs: one sample's columns and GEMM result, at least."""
-    per = ((C // groups) * kh * kw + K // groups) * P * Q
-    return max(per, _CHUNK)
+                          dil_h=1, dil_w=1, lanes=None):
+    """Elements of ``ws`` that ``conv2d_forward`` needs: per lane, one sample's columns and GEMM result at
+    least (``lanes`` defaults to ``parallel.lanes()``; 0 or fewer lanes than that are fine too)."""
+    n = _default_lanes() if lanes is None else lanes
+    return n * _fwd_lane(C, K, kh, kw, P, Q, groups)
 
 
 def conv2d_backward_workspace_size(C, K, kh, kw, P, Q, groups=1, stride_h=1, stride_w=1, pad_h=0,
-                                   pad_w=0, dil_h=1, dil_w=1):
-    """Elements of ``ws`` that ``conv2d_backward`` needs: columns, their gradient, the transposed output
-    gradient for a chunk of samples, and one weight block."""
-    ck = (C // groups) * kh * kw
-    return max((2 * ck + K) * P * Q, _CHUNK) + (K // groups) * ck
-
-
-# parallel loops only above this many elements: a prange launch costs milliseconds when the cores are busy
-# (measured 10x slower im2col under load), and BLAS already runs the big GEMMs on every core
-_PAR_MIN = 1 << 22
+                                   pad_w=0, dil_h=1, dil_w=1, lanes=None):
+    """Elements of ``ws`` that ``conv2d_backward`` needs: per lane, columns, their gradient, the transposed
+    output gradient of a chunk of samples, one weight block and a partial weight gradient."""
+    n = _default_lanes() if lanes is None else lanes
+    return n * _bwd_lane(C, K, kh, kw, P, Q, groups)
 
 
 @njit(cache=True, error_model="numpy")
@@ -60,84 +73,70 @@ def _cdiv(a, b):
 
 
 @njit(cache=True, error_model="numpy")
-def _im2col_row(xb, r, c0, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols):
-    # row r = (c, i, j) of cols (Cg*kh*kw, P*Q): x[c0+c, p*sh - ph + i*dh, q*sw - pw + j*dw], 0 outside
+def _im2col(xb, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols):
+    # xb (C, H, W) one sample -> cols (Cg*kh*kw, P*Q) for channels c0 .. c0+Cg-1:
+    # row r = (c, i, j) holds x[c0+c, p*sh - ph + i*dh, q*sw - pw + j*dw], 0 outside the input.
+    # Rows and input lines are taken as 1-D views so the copies vectorise (3x faster than 2-D indexing).
     H = xb.shape[1]
     W = xb.shape[2]
-    c = r // (kh * kw)
-    i = (r // kw) % kh
-    j = r % kw
-    xc = xb[c0 + c]
-    q_lo = min(Q, max(0, _cdiv(pw - j * dw, sw)))
-    q_hi = max(q_lo, min(Q, _cdiv(W + pw - j * dw, sw)))
-    off = j * dw - pw
-    for p in range(P):
-        base = p * Q
-        h = p * sh - ph + i * dh
-        if h < 0 or h >= H:
-            for q in range(Q):
-                cols[r, base + q] = 0.0
-            continue
-        for q in range(q_lo):
-            cols[r, base + q] = 0.0
-        for q in range(q_lo, q_hi):
-            cols[r, base + q] = xc[h, q * sw + off]
-        for q in range(q_hi, Q):
-            cols[r, base + q] = 0.0
-
-
-@njit(cache=True, error_model="numpy", parallel=True)
-def _im2col_par(xb, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols):
-    for r in prange(Cg * kh * kw):
-        _im2col_row(xb, r, c0, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols)
-
-
-@njit(cache=True, error_model="numpy")
-def _im2col(xb, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols):
-    # xb (C, H, W) one sample -> cols (Cg*kh*kw, P*Q) for channels c0 .. c0+Cg-1
-    if cols.size >= _PAR_MIN:
-        _im2col_par(xb, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols)
-    else:
-        for r in range(Cg * kh * kw):
-            _im2col_row(xb, r, c0, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols)
-
-
-@njit(cache=True, error_model="numpy")
-def _col2im_channel(gcols, c, c0, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gxb):
-    # adds rows (c, :, :) of gcols into channel c0+c of gxb (C, H, W)
-    H = gxb.shape[1]
-    W = gxb.shape[2]
-    gc = gxb[c0 + c]
-    for i in range(kh):
-        for j in range(kw):
-            r = (c * kh + i) * kw + j
-            q_lo = min(Q, max(0, _cdiv(pw - j * dw, sw)))
-            q_hi = max(q_lo, min(Q, _cdiv(W + pw - j * dw, sw)))
-            off = j * dw - pw
-            for p in range(P):
-                h = p * sh - ph + i * dh
-                if h < 0 or h >= H:
-                    continue
-                base = p * Q
+    for r in range(Cg * kh * kw):
+        c = r // (kh * kw)
+        i = (r // kw) % kh
+        j = r % kw
+        xc = xb[c0 + c]
+        crow = cols[r]
+        q_lo = min(Q, max(0, _cdiv(pw - j * dw, sw)))
+        q_hi = max(q_lo, min(Q, _cdiv(W + pw - j * dw, sw)))
+        off = j * dw - pw
+        for p in range(P):
+            base = p * Q
+            h = p * sh - ph + i * dh
+            if h < 0 or h >= H:
+                for q in range(Q):
+                    crow[base + q] = 0.0
+                continue
+            xr = xc[h]
+            for q in range(q_lo):
+                crow[base + q] = 0.0
+            if sw == 1:
+                d = crow[base + q_lo:base + q_hi]
+                src = xr[q_lo + off:q_hi + off]
+                for t in range(q_hi - q_lo):
+                    d[t] = src[t]
+            else:
                 for q in range(q_lo, q_hi):
-                    gc[h, q * sw + off] += gcols[r, base + q]
-
-
-@njit(cache=True, error_model="numpy", parallel=True)
-def _col2im_par(gcols, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gxb):
-    # one channel per thread, so no write races
-    for c in prange(Cg):
-        _col2im_channel(gcols, c, c0, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gxb)
+                    crow[base + q] = xr[q * sw + off]
+            for q in range(q_hi, Q):
+                crow[base + q] = 0.0
 
 
 @njit(cache=True, error_model="numpy")
 def _col2im(gcols, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gxb):
-    # adds gcols (Cg*kh*kw, P*Q) back into gxb (C, H, W), channels c0 .. c0+Cg-1
-    if gcols.size >= _PAR_MIN:
-        _col2im_par(gcols, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gxb)
-    else:
-        for c in range(Cg):
-            _col2im_channel(gcols, c, c0, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gxb)
+    # adds gcols (Cg*kh*kw, P*Q) back into gxb (C, H, W), channels c0 .. c0+Cg-1 (1-D views, as in _im2col)
+    H = gxb.shape[1]
+    W = gxb.shape[2]
+    for c in range(Cg):
+        gc = gxb[c0 + c]
+        for i in range(kh):
+            for j in range(kw):
+                grow = gcols[(c * kh + i) * kw + j]
+                q_lo = min(Q, max(0, _cdiv(pw - j * dw, sw)))
+                q_hi = max(q_lo, min(Q, _cdiv(W + pw - j * dw, sw)))
+                off = j * dw - pw
+                for p in range(P):
+                    h = p * sh - ph + i * dh
+                    if h < 0 or h >= H:
+                        continue
+                    base = p * Q
+                    gr = gc[h]
+                    if sw == 1:
+                        d = gr[q_lo + off:q_hi + off]
+                        src = grow[base + q_lo:base + q_hi]
+                        for t in range(q_hi - q_lo):
+                            d[t] += src[t]
+                    else:
+                        for q in range(q_lo, q_hi):
+                            gr[q * sw + off] += grow[base + q]
 
 
 @njit(cache=True, error_model="numpy")
@@ -149,24 +148,46 @@ def _gather_cols(x, n0, m, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols):
 
 
 @njit(cache=True, error_model="numpy")
-def conv2d_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, out, ws):
-    # x (B, C, H, W), w (K, C/g, kh, kw), b (K,) or (0,) -> out (B, K, P, Q); ws >= conv2d_workspace_size
-    B = x.shape[0]
-    K, Cg, kh, kw = w.shape
+def _lanes(ws_size, lane, B):
+    # how many lanes the workspace holds (at most one per sample)
+    return max(1, min(B, ws_size // lane))
+
+
+@njit(cache=True, error_model="numpy")
+def _forward_samples(x, w2, b, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, lo, hi, out, ws):
+    # samples lo .. hi-1 of x -> out, with ws one lane's scratch
+    K = w2.shape[0]
+    ck = w2.shape[1]
     P = out.shape[2]
     Q = out.shape[3]
     PQ = P * Q
     Kg = K // groups
-    ck = Cg * kh * kw
-    w2 = w.reshape(K, ck)
-    nb = max(1, min(B, ws.size // ((ck + Kg) * PQ)))
-    for n0 in range(0, B, nb):
-        m = min(nb, B - n0)
+    identity = kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0 and groups == 1
+    nb = max(1, min(hi - lo, ws.size // ((ck + Kg) * PQ)))
+    if groups == 1 and PQ >= 256 and K * ck * PQ >= _DIRECT_MACS:
+        nb = 1  # large enough alone: the GEMM writes the output directly
+    for n0 in range(lo, hi, nb):
+        m = min(nb, hi - n0)
         L = m * PQ
+        if m == 1 and groups == 1:
+            o = out[n0].reshape(K, PQ)
+            if identity:
+                np.dot(w2, x[n0].reshape(ck, PQ), o)
+            else:
+                cols = ws[0:ck * PQ].reshape(ck, PQ)
+                _im2col(x[n0], 0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols)
+                np.dot(w2, cols, o)
+            if b.shape[0] > 0:
+                for k in range(K):
+                    bk = b[k]
+                    ok = o[k]
+                    for s in range(PQ):
+                        ok[s] += bk
+            continue
         cols = ws[0:ck * L].reshape(ck, L)
         res = ws[ck * L:ck * L + Kg * L].reshape(Kg, L)
         for g in range(groups):
-            _gather_cols(x, n0, m, g * Cg, Cg, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, P, Q, cols)
+            _gather_cols(x, n0, m, g * Cg, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols)
             np.dot(w2[g * Kg:(g + 1) * Kg], cols, res)
             for j in range(m):
                 oj = out[n0 + j].reshape(K, PQ)
@@ -176,6 +197,32 @@ def conv2d_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, grou
                     dst = oj[g * Kg + k]
                     for s in range(PQ):
                         dst[s] = src[j * PQ + s] + bk
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _forward_lanes(x, w2, b, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, nl, lane, out, ws):
+    B = x.shape[0]
+    for t in prange(nl):
+        _forward_samples(x, w2, b, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, t * B // nl, (t + 1) * B // nl,
+                         out, ws[t * lane:(t + 1) * lane])
+
+
+@njit(cache=True, error_model="numpy")
+def conv2d_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, out, ws):
+    # x (B, C, H, W), w (K, C/g, kh, kw), b (K,) or (0,) -> out (B, K, P, Q); ws >= conv2d_workspace_size
+    B = x.shape[0]
+    K, Cg, kh, kw = w.shape
+    P = out.shape[2]
+    Q = out.shape[3]
+    w2 = w.reshape(K, Cg * kh * kw)
+    lane = max((Cg * kh * kw + K // groups) * P * Q, _CHUNK)
+    nl = _lanes(ws.size, lane, B)
+    if nl == 1:
+        _forward_samples(x, w2, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw, 0, B, out,
+                         ws)
+    else:
+        _forward_lanes(x, w2, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw, nl, lane,
+                       out, ws)
 
 
 @njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
@@ -193,52 +240,114 @@ def _bias_grad(gout, gb):
 
 
 @njit(cache=True, error_model="numpy")
-def conv2d_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups,
-                    gx, gw, gb, need_gx, need_gw, ws):
-    # gout (B, K, P, Q), x (B, C, H, W), w (K, C/g, kh, kw) -> gx like x, gw like w, gb (K,) or (0,)
-    # ws >= conv2d_backward_workspace_size; a chunk of samples shares each GEMM
-    B = x.shape[0]
-    K, Cg, kh, kw = w.shape
+def _backward_samples(gout, x, w2, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, lo, hi, gx, gwp, need_gx,
+                      need_gw, ws):
+    # samples lo .. hi-1: gx[lo:hi] (overwritten) and their weight gradient into gwp (K, ck), overwritten;
+    # ws is one lane's scratch less its partial sum
+    K = w2.shape[0]
+    ck = w2.shape[1]
     P = gout.shape[2]
     Q = gout.shape[3]
     PQ = P * Q
     Kg = K // groups
-    ck = Cg * kh * kw
-    w2 = w.reshape(K, ck)
-    # gx / gw may be zero-size placeholders when not needed, so only reshape what is used
-    gw2 = gw.reshape(K, ck) if need_gw else w2
+    identity = kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0 and groups == 1
     tmpw = ws[ws.size - Kg * ck:].reshape(Kg, ck)
-    nb = max(1, min(B, (ws.size - Kg * ck) // ((2 * ck + K) * PQ)))
-    if gb.shape[0] > 0:
-        _bias_grad(gout, gb)
-    if need_gx:
-        gx[:] = 0.0
-    for n0 in range(0, B, nb):
-        m = min(nb, B - n0)
+    nb = max(1, min(hi - lo, (ws.size - Kg * ck) // ((2 * ck + K) * PQ)))
+    if groups == 1 and PQ >= 256 and K * ck * PQ >= _DIRECT_MACS:
+        nb = 1
+    if need_gw and hi <= lo:
+        gwp[:] = 0.0
+    for n0 in range(lo, hi, nb):
+        m = min(nb, hi - n0)
         L = m * PQ
         cols = ws[0:ck * L].reshape(ck, L)
         gcols = ws[ck * L:2 * ck * L].reshape(ck, L)
-        gT = ws[2 * ck * L:2 * ck * L + K * L].reshape(K, L)
-        for j in range(m):
-            gj = gout[n0 + j].reshape(K, PQ)
-            for k in range(K):
-                for s in range(PQ):
-                    gT[k, j * PQ + s] = gj[k, s]
+        if m == 1:
+            gT = gout[n0].reshape(K, PQ)
+        else:
+            gT = ws[2 * ck * L:2 * ck * L + K * L].reshape(K, L)
+            for j in range(m):
+                gj = gout[n0 + j].reshape(K, PQ)
+                for k in range(K):
+                    dst = gT[k]
+                    src = gj[k]
+                    for s in range(PQ):
+                        dst[j * PQ + s] = src[s]
         for g in range(groups):
             go = gT[g * Kg:(g + 1) * Kg]
             if need_gw:
-                _gather_cols(x, n0, m, g * Cg, Cg, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
-                             P, Q, cols)
-                gwg = gw2[g * Kg:(g + 1) * Kg]
-                if n0 == 0:
-                    np.dot(go, cols.T, gwg)
+                if identity and m == 1:
+                    src = x[n0].reshape(ck, PQ)
                 else:
-                    np.dot(go, cols.T, tmpw)
+                    _gather_cols(x, n0, m, g * Cg, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols)
+                    src = cols
+                gwg = gwp[g * Kg:(g + 1) * Kg]
+                if n0 == lo:
+                    np.dot(go, src.T, gwg)
+                else:
+                    np.dot(go, src.T, tmpw)
                     for k in range(Kg):
+                        a = gwg[k]
+                        t = tmpw[k]
                         for r in range(ck):
-                            gwg[k, r] += tmpw[k, r]
+                            a[r] += t[r]
             if need_gx:
+                if identity and m == 1:
+                    np.dot(w2.T, go, gx[n0].reshape(ck, PQ))
+                    continue
                 np.dot(w2[g * Kg:(g + 1) * Kg].T, go, gcols)
                 for j in range(m):
-                    _col2im(gcols[:, j * PQ:(j + 1) * PQ], g * Cg, Cg, kh, kw, stride_h, stride_w, pad_h, pad_w,
-                            dil_h, dil_w, P, Q, gx[n0 + j])
+                    if g == 0:
+                        gx[n0 + j][:] = 0.0
+                    _col2im(gcols[:, j * PQ:(j + 1) * PQ], g * Cg, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q,
+                            gx[n0 + j])
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _backward_lanes(gout, x, w2, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, nl, lane, gx, need_gx, need_gw,
+                    ws):
+    B = x.shape[0]
+    K, ck = w2.shape
+    for t in prange(nl):
+        part = ws[t * lane:(t + 1) * lane]
+        gwp = part[part.size - K * ck:].reshape(K, ck)
+        _backward_samples(gout, x, w2, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, t * B // nl,
+                          (t + 1) * B // nl, gx, gwp, need_gx, need_gw, part[:part.size - K * ck])
+
+
+@njit(cache=True, error_model="numpy")
+def conv2d_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups,
+                    gx, gw, gb, need_gx, need_gw, ws):
+    # gout (B, K, P, Q), x (B, C, H, W), w (K, C/g, kh, kw) -> gx like x, gw like w, gb (K,) or (0,)
+    # ws >= conv2d_backward_workspace_size; lanes of samples run in parallel, each with its partial gw
+    B = x.shape[0]
+    K, Cg, kh, kw = w.shape
+    P = gout.shape[2]
+    Q = gout.shape[3]
+    ck = Cg * kh * kw
+    w2 = w.reshape(K, ck)
+    lane = max((2 * ck + K) * P * Q, _CHUNK) + (K // groups) * ck + K * ck
+    nl = _lanes(ws.size, lane, B)
+    if gb.shape[0] > 0:
+        _bias_grad(gout, gb)
+    if nl == 1:
+        gwp = ws[lane - K * ck:lane].reshape(K, ck)
+        _backward_samples(gout, x, w2, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw, 0, B,
+                          gx, gwp, need_gx, need_gw, ws[:lane - K * ck])
+    else:
+        _backward_lanes(gout, x, w2, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw, nl, lane,
+                        gx, need_gx, need_gw, ws)
+    if need_gw:
+        # gw = the lanes' partial sums, in lane order (the same sum whatever the scheduling)
+        gw2 = gw.reshape(K, ck)
+        for t in range(nl):
+            gwp = ws[(t + 1) * lane - K * ck:(t + 1) * lane].reshape(K, ck)
+            for k in range(K):
+                a = gw2[k]
+                p = gwp[k]
+                if t == 0:
+                    for r in range(ck):
+                        a[r] = p[r]
+                else:
+                    for r in range(ck):
+                        a[r] += p[r]

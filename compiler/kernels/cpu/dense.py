@@ -8,17 +8,20 @@ Conventions (shared by every family in ``compiler/kernels/cpu``):
 - An absent bias is a zero-length array (and so is its gradient output).
 
 All matrix work is a BLAS GEMM via ``np.dot(a, b, out)`` on contiguous operands (a transpose is a free
-F-ordered view that BLAS reads directly). Layouts are PyTorch's: dense ``w (out, in)``.
+F-ordered view that BLAS reads directly). Large GEMMs split their rows over the lanes (``_common.pdot``).
+Layouts are PyTorch's: dense ``w (out, in)``.
 """
 
 import numpy as np
 from numba import njit
 
+from ._common import pdot, pdot_tn
+
 
 @njit(cache=True, error_model="numpy")
 def dense_forward(x, w, b, out):
     # x (N, in), w (out, in), b (out,) or (0,) -> out (N, out)
-    np.dot(x, w.T, out)
+    pdot(x, w.T, out)
     if b.shape[0] > 0:
         N, M = out.shape
         for n in range(N):
@@ -30,9 +33,9 @@ def dense_forward(x, w, b, out):
 def dense_backward(gout, x, w, gx, gw, gb, need_gx, need_gw):
     # gout (N, out), x (N, in), w (out, in) -> gx (N, in), gw (out, in), gb (out,) or (0,)
     if need_gx:
-        np.dot(gout, w, gx)
+        pdot(gout, w, gx)
     if need_gw:
-        np.dot(gout.T, x, gw)
+        pdot_tn(gout, x, gw)
     if gb.shape[0] > 0:
         N, M = gout.shape
         for j in range(M):

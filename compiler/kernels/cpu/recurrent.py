@@ -32,15 +32,18 @@ gate save buffer (for the RNN into ys), where each step then adds its recurrent 
 applies the gate arithmetic in one fused loop, in place. The gate weights are packed into stacked contiguous
 matrices in ``ws`` (Wh (G*H, H) and Wx (G*H, D)) so both GEMMs cover all gates at once. Backward walks the
 steps in reverse processing order, keeps dh/dc per step, stores the pre-activation gradients of every step
-and then forms all weight gradients and the xs gradient with a few GEMMs over B*T rows.
+and then forms all weight gradients and the xs gradient with a few GEMMs over B*T rows. The examples of a
+batch are independent through time, so the LSTM splits the batch into lanes (threads), each running the
+whole recurrence of its share with no synchronisation between steps; the GEMMs over B*T rows split their
+rows (``_common.pdot``).
 """
 
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from . import fastmath as fm
-from ._common import add_bias, bias_grad, carve
+from ._common import LANES, add_bias, bias_grad, carve, pdot, pdot_tn
 
 # ----------------------------------------------------------------------------------------------- helpers
 
@@ -86,6 +89,12 @@ def _prev_states(ys, h0, reverse, Hp):
             d = Hp[b, t]
             for j in range(H):
                 d[j] = src[j]
+
+
+@njit(cache=True, error_model="numpy")
+def _rec_lanes(B):
+    # lanes for a recurrence: each runs its share of the batch through every step (4 examples at least)
+    return max(1, min(LANES, B // 4))
 
 
 @njit(cache=True, error_model="numpy")
@@ -204,19 +213,31 @@ def lstm_forward(xs, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, reverse, ys, hT, cT
     rec = carve(ws, o, (B, H4))[0]
     _lstm_pack(wf, wi, wo, wg, H, Wh, Wx)
     G2 = saveG.reshape(B * T, H4)
-    np.dot(xs.reshape(B * T, D), Wx.T, G2)  # input term of every gate and step at once
+    pdot(xs.reshape(B * T, D), Wx.T, G2)  # input term of every gate and step at once
     add_bias(G2, bf, 0, H)
     add_bias(G2, bi, 1, H)
     add_bias(G2, bo, 2, H)
     add_bias(G2, bg, 3, H)
-    h = hT
-    c = cT
-    _copy2(h0, h)
-    _copy2(c0, c)
+    _copy2(h0, hT)  # the running state lives in hT / cT
+    _copy2(c0, cT)
+    nl = _rec_lanes(B)
+    if nl <= 1:
+        _lstm_fwd_rows(0, B, reverse, Wh, saveG, saveC, ys, hT, cT, rec, fast)
+    else:
+        _lstm_fwd_lanes(nl, reverse, Wh, saveG, saveC, ys, hT, cT, rec, fast)
+
+
+@njit(cache=True, error_model="numpy")
+def _lstm_fwd_rows(b0, b1, reverse, Wh, saveG, saveC, ys, h, c, rec, fast):
+    # the recurrence of examples b0 .. b1-1, every step: their rows of h, c, rec and the save buffers
+    T = saveG.shape[1]
+    H = h.shape[1]
+    hb = h[b0:b1]
+    rb = rec[b0:b1]
     for s in range(T):
         t = T - 1 - s if reverse else s
-        np.dot(h, Wh.T, rec)
-        for b in range(B):
+        np.dot(hb, Wh.T, rb)
+        for b in range(b0, b1):
             g = saveG[b, t]
             r = rec[b]
             for j in range(H):
@@ -234,6 +255,14 @@ def lstm_forward(xs, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, reverse, ys, hT, cT
                 hn = ov * fm.tanh(cn, fast)
                 h[b, j] = hn
                 ys[b, t, j] = hn
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _lstm_fwd_lanes(nl, reverse, Wh, saveG, saveC, ys, h, c, rec, fast):
+    # examples are independent: each lane runs the whole recurrence of its share of the batch, no step syncs
+    B = h.shape[0]
+    for lane in prange(nl):
+        _lstm_fwd_rows(lane * B // nl, (lane + 1) * B // nl, reverse, Wh, saveG, saveC, ys, h, c, rec, fast)
 
 
 @njit(cache=True, error_model="numpy")
@@ -257,10 +286,40 @@ def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, r
     _lstm_pack(wf, wi, wo, wg, H, Wh, Wx)
     _copy2(ghT, dh)
     _copy2(gcT, dc)
+    nl = _rec_lanes(B)
+    if nl <= 1:
+        _lstm_bwd_rows(0, B, reverse, gys, c0, Wh, saveG, saveC, dG, dcur, dh, dc, fast)
+    else:
+        _lstm_bwd_lanes(nl, reverse, gys, c0, Wh, saveG, saveC, dG, dcur, dh, dc, fast)
+    if need_gh0:
+        _copy2(dh, gh0)
+        _copy2(dc, gc0)
+    _prev_states(ys, h0, reverse, Hp)
+    dG2 = dG.reshape(B * T, H4)
+    pdot_tn(dG2, Hp.reshape(B * T, H), gWh)
+    pdot_tn(dG2, xs.reshape(B * T, D), gWx)
+    _unpack(gWh, gWx, 0, H, gwf)
+    _unpack(gWh, gWx, 1, H, gwi)
+    _unpack(gWh, gWx, 2, H, gwo)
+    _unpack(gWh, gWx, 3, H, gwg)
+    bias_grad(dG2, 0, H, gbf)
+    bias_grad(dG2, 1, H, gbi)
+    bias_grad(dG2, 2, H, gbo)
+    bias_grad(dG2, 3, H, gbg)
+    if need_gx:
+        pdot(dG2, Wx, gxs.reshape(B * T, D))
+
+
+@njit(cache=True, error_model="numpy")
+def _lstm_bwd_rows(b0, b1, reverse, gys, c0, Wh, saveG, saveC, dG, dcur, dh, dc, fast):
+    # BPTT of examples b0 .. b1-1: their rows of dh, dc, dcur and dG
+    T = saveG.shape[1]
+    H = dh.shape[1]
+    H4 = 4 * H
     for s in range(T - 1, -1, -1):
         t = T - 1 - s if reverse else s
         tp = t + 1 if reverse else t - 1
-        for b in range(B):
+        for b in range(b0, b1):
             g = saveG[b, t]
             cprev = saveC[b, tp] if 0 <= tp < T else c0[b]
             d = dcur[b]
@@ -281,24 +340,15 @@ def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, r
             dGr = dG[b, t]
             for k in range(H4):
                 dGr[k] = d[k]
-        np.dot(dcur, Wh, dh)  # every gate's pre-activation holds h_prev @ Wh_k.T
-    if need_gh0:
-        _copy2(dh, gh0)
-        _copy2(dc, gc0)
-    _prev_states(ys, h0, reverse, Hp)
-    dG2 = dG.reshape(B * T, H4)
-    np.dot(dG2.T, Hp.reshape(B * T, H), gWh)
-    np.dot(dG2.T, xs.reshape(B * T, D), gWx)
-    _unpack(gWh, gWx, 0, H, gwf)
-    _unpack(gWh, gWx, 1, H, gwi)
-    _unpack(gWh, gWx, 2, H, gwo)
-    _unpack(gWh, gWx, 3, H, gwg)
-    bias_grad(dG2, 0, H, gbf)
-    bias_grad(dG2, 1, H, gbi)
-    bias_grad(dG2, 2, H, gbo)
-    bias_grad(dG2, 3, H, gbg)
-    if need_gx:
-        np.dot(dG2, Wx, gxs.reshape(B * T, D))
+        np.dot(dcur[b0:b1], Wh, dh[b0:b1])  # every gate's pre-activation holds h_prev @ Wh_k.T
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _lstm_bwd_lanes(nl, reverse, gys, c0, Wh, saveG, saveC, dG, dcur, dh, dc, fast):
+    B = dh.shape[0]
+    for lane in prange(nl):
+        _lstm_bwd_rows(lane * B // nl, (lane + 1) * B // nl, reverse, gys, c0, Wh, saveG, saveC, dG, dcur, dh, dc,
+                       fast)
 
 
 # ------------------------------------------------------------------------------------------------- GRU
