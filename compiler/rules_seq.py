@@ -7,6 +7,7 @@ from typing import Any
 
 from netdsl.ir import Node
 
+from .parallel import lanes
 from .rules import _empty, _gx, _in, _pg, backward, forward
 
 
@@ -105,7 +106,7 @@ def attention_fwd(ctx: Any, n: Node, ins: list[Any], out: Any) -> None:
              "P": ctx.buf("P", (h, tq, tk)), "Ctx": ctx.buf("ctx", (tq, d))}
     ctx.saved[n.id].update({k: ctx.arg(b) for k, b in saves.items()})
     dk = d // h
-    ws = ctx.ws("ws", 2 * tq * dk + 2 * tk * dk)
+    ws = ctx.ws("ws", lanes() * (2 * tq * dk + 2 * tk * dk))  # one head's scratch per lane
     params = []
     for role in ("q", "k", "v", "out"):
         params += [ctx.param(n, f"{role}.weight"), _bias(ctx, n, role)]

@@ -108,3 +108,59 @@ def test_pool_parallel_matches_serial():
     pool.avgpool2d_forward(x, 3, 3, 2, 2, 1, 1, o1)
     pool._avgpool_par(x, 3, 3, 2, 2, 1, 1, o2)
     np.testing.assert_array_equal(o1, o2)
+
+
+def test_lstm_lanes_match_one_lane():
+    # each lane runs the whole recurrence of its share of the batch: the same states and gradients
+    from netdsl.compiler.kernels.cpu import recurrent as rec
+
+    rng = np.random.default_rng(4)
+    B, T, H = 7, 5, 3
+    Wh = rng.standard_normal((4 * H, H)) * 0.5
+    g_in = rng.standard_normal((B, T, 4 * H))
+    c0 = rng.standard_normal((B, H))
+    gys = rng.standard_normal((B, T, H))
+    results = []
+    for nl in (1, 3):
+        saveG, saveC, ys = g_in.copy(), np.empty((B, T, H)), np.empty((B, T, H))
+        h, c, r = np.full((B, H), 0.1), c0.copy(), np.empty((B, 4 * H))
+        if nl == 1:
+            rec._lstm_fwd_rows(0, B, False, Wh, saveG, saveC, ys, h, c, r, False)
+        else:
+            rec._lstm_fwd_lanes(nl, False, Wh, saveG, saveC, ys, h, c, r, False)
+        dG, dcur = np.empty((B, T, 4 * H)), np.empty((B, 4 * H))
+        dh, dc = np.full((B, H), 0.2), np.full((B, H), -0.1)
+        if nl == 1:
+            rec._lstm_bwd_rows(0, B, False, gys, c0, Wh, saveG, saveC, dG, dcur, dh, dc, False)
+        else:
+            rec._lstm_bwd_lanes(nl, False, gys, c0, Wh, saveG, saveC, dG, dcur, dh, dc, False)
+        results.append((saveG, saveC, ys, h, c, dG, dh, dc))
+    for one, many in zip(*results, strict=True):
+        np.testing.assert_allclose(many, one, rtol=1e-13, atol=1e-15)
+
+
+def test_attention_lanes_match_one_lane():
+    from netdsl.compiler.kernels.cpu import attention as att
+
+    rng = np.random.default_rng(5)
+    B, T, D, heads = 5, 6, 8, 2
+    dk = D // heads
+    Q, K, V = (rng.standard_normal((B, T, D)) for _ in range(3))
+    gctx = rng.standard_normal((B, T, D))
+    results = []
+    for nl in (1, 3):
+        P, C = np.empty((B, heads, T, T)), np.empty((B, T, D))
+        per = 2 * T * dk + 2 * T * dk
+        if nl == 1:
+            att._fwd_heads(0, B, heads, True, Q, K, V, P, C, np.empty(per), False)
+        else:
+            att._fwd_lanes(nl, heads, True, Q, K, V, P, C, np.empty(nl * per), per, False)
+        gQ, gK, gV = gctx.copy(), np.empty((B, T, D)), np.empty((B, T, D))
+        per = 3 * T * dk + 4 * T * dk + T * T
+        if nl == 1:
+            att._bwd_heads(0, B, heads, 0.5, Q, K, V, P, gQ, gK, gV, np.empty(per))
+        else:
+            att._bwd_lanes(nl, heads, 0.5, Q, K, V, P, gQ, gK, gV, np.empty(nl * per), per)
+        results.append((P, C, gQ, gK, gV))
+    for one, many in zip(*results, strict=True):
+        np.testing.assert_allclose(many, one, rtol=1e-13, atol=1e-15)

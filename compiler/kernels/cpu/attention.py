@@ -28,8 +28,9 @@ Self-attention (``x -> attention(h)``) passes the same array as q_in, k_in and v
 them as three inputs: the caller passes three separate gradient outputs and adds them up (ordinary fan-out
 accumulation), exactly as for any value used three times.
 
-Strategy: the four projections (and their gradients) are single BLAS GEMMs over all B*T rows. The per-head
-products loop over (b, h) with np.dot on contiguous operands: a head's columns of Q/K/V are strided, so they
+Strategy: the four projections (and their gradients) are single BLAS GEMMs over all B*T rows (their rows
+split over the lanes, ``_common.pdot``). The per-head products are split by example over the lanes, each with
+its own head scratch, and loop over (b, h) with np.dot on contiguous operands: a head's columns of Q/K/V are strided, so they
 are copied to contiguous scratch in ``ws`` first (O(T*d_k) copies next to O(T^2*d_k) GEMMs). The softmax
 subtracts the row maximum and accumulates its sum in float64.
 """
@@ -37,20 +38,22 @@ subtracts the row maximum and accumulates its sum in float64.
 import math
 
 import numpy as np
-from numba import njit
+from netdsl.compiler.parallel import lanes as _default_lanes
+from numba import njit, prange
 
 from . import fastmath as fm
-from ._common import add_bias, bias_grad, carve
+from ._common import LANES, add_bias, bias_grad, carve, pdot, pdot_tn
 
 
-def attention_forward_workspace_size(B, Tq, Tk, D, heads):
-    """Elements of ``ws`` for ``attention_forward``: one head's Q, K, V and context slices."""
+def attention_forward_workspace_size(B, Tq, Tk, D, heads, lanes=None):
+    """Elements of ``ws`` for ``attention_forward``: one head's Q, K, V and context slices per lane."""
     dk = D // heads
-    return 2 * Tq * dk + 2 * Tk * dk
+    return (_default_lanes() if lanes is None else lanes) * (2 * Tq * dk + 2 * Tk * dk)
 
 
 def attention_backward_workspace_size(B, Tq, Tk, D, heads):
-    """Elements of ``ws`` for ``attention_backward``: full gQ, gK, gV plus one head's slices and gP."""
+    """Elements of ``ws`` for ``attention_backward``: full gQ, gK, gV plus one head's slices and gP (for one
+    lane; the compiler's buffer plan gives every example its own, so up to B lanes run)."""
     dk = D // heads
     return B * Tq * D + 2 * B * Tk * D + 3 * Tq * dk + 4 * Tk * dk + Tq * Tk
 
@@ -68,7 +71,7 @@ def _check(B, Tq, Tk, D, heads, causal, wk, wv, wo):
 @njit(cache=True, error_model="numpy")
 def _project(x, w, b, out):
     # x (N, Din), w (D, Din), b (D,) or (0,) -> out (N, D) = x @ w.T + b
-    np.dot(x, w.T, out)
+    pdot(x, w.T, out)
     add_bias(out, b, 0, out.shape[1])
 
 
@@ -111,12 +114,77 @@ def attention_forward(q_in, k_in, v_in, wq, bq, wk, bk, wv, bv, wo, bo, heads, c
     _project(q_in.reshape(B * Tq, Dq), wq, bq, saveQ.reshape(B * Tq, D))
     _project(k_in.reshape(B * Tk, k_in.shape[2]), wk, bk, saveK.reshape(B * Tk, D))
     _project(v_in.reshape(B * Tk, v_in.shape[2]), wv, bv, saveV.reshape(B * Tk, D))
+    per = 2 * Tq * dk + 2 * Tk * dk
+    nl = max(1, min(LANES, B, ws.size // per))
+    if nl == 1:
+        _fwd_heads(0, B, heads, causal, saveQ, saveK, saveV, saveP, saveCtx, ws, fast)
+    else:
+        _fwd_lanes(nl, heads, causal, saveQ, saveK, saveV, saveP, saveCtx, ws, per, fast)
+    _project(saveCtx.reshape(B * Tq, D), wo, bo, out.reshape(B * Tq, D))
+
+
+@njit(cache=True, error_model="numpy")
+def attention_backward(gout, q_in, k_in, v_in, wq, wk, wv, wo, heads, saveQ, saveK, saveV, saveP, saveCtx,
+                       gq_in, gk_in, gv_in, gwq, gbq, gwk, gbk, gwv, gbv, gwo, gbo,
+                       need_gq, need_gk, need_gv, ws):
+    # gout (B, Tq, D); inputs, weights and save buffers as in forward -> gq_in (B, Tq, Dq), gk_in (B, Tk, Dk),
+    # gv_in (B, Tk, Dv) (or (0, 0, 0) when not needed), gw* like w*, gb* (D,) or (0,);
+    # ws attention_backward_workspace_size elements
+    B, Tq, Dq = q_in.shape
+    Tk = k_in.shape[1]
+    Dk = k_in.shape[2]
+    Dv = v_in.shape[2]
+    D = wq.shape[0]
+    dk = D // heads
+    scale = 1.0 / math.sqrt(dk)
+    gQ, o = carve(ws, 0, (B, Tq, D))
+    gK, o = carve(ws, o, (B, Tk, D))
+    gV, o = carve(ws, o, (B, Tk, D))
+
+    # out projection: gwo = gout^T ctx, gbo = sum gout, gctx = gout @ wo. gctx goes into the gQ buffer: each
+    # head slice of it is read (into gCh) just before the same slice of gQ is written, so they can share.
+    gout2 = gout.reshape(B * Tq, D)
+    pdot_tn(gout2, saveCtx.reshape(B * Tq, D), gwo)
+    bias_grad(gout2, 0, D, gbo)
+    pdot(gout2, wo, gQ.reshape(B * Tq, D))
+
+    per = 3 * Tq * dk + 4 * Tk * dk + Tq * Tk
+    nl = max(1, min(LANES, B, (ws.size - o) // per))
+    if nl == 1:
+        _bwd_heads(0, B, heads, scale, saveQ, saveK, saveV, saveP, gQ, gK, gV, ws[o:])
+    else:
+        _bwd_lanes(nl, heads, scale, saveQ, saveK, saveV, saveP, gQ, gK, gV, ws[o:], per)
+
+    # input projections, each over all B*T rows at once
+    gQ2 = gQ.reshape(B * Tq, D)
+    gK2 = gK.reshape(B * Tk, D)
+    gV2 = gV.reshape(B * Tk, D)
+    pdot_tn(gQ2, q_in.reshape(B * Tq, Dq), gwq)
+    pdot_tn(gK2, k_in.reshape(B * Tk, Dk), gwk)
+    pdot_tn(gV2, v_in.reshape(B * Tk, Dv), gwv)
+    bias_grad(gQ2, 0, D, gbq)
+    bias_grad(gK2, 0, D, gbk)
+    bias_grad(gV2, 0, D, gbv)
+    if need_gq:
+        pdot(gQ2, wq, gq_in.reshape(B * Tq, Dq))
+    if need_gk:
+        pdot(gK2, wk, gk_in.reshape(B * Tk, Dk))
+    if need_gv:
+        pdot(gV2, wv, gv_in.reshape(B * Tk, Dv))
+
+
+@njit(cache=True, error_model="numpy")
+def _fwd_heads(b0, b1, heads, causal, saveQ, saveK, saveV, saveP, saveCtx, ws, fast):
+    # examples b0 .. b1-1: every head's softmax(Q K^T / sqrt(d_k)) -> saveP and P V -> saveCtx
+    Tq = saveQ.shape[1]
+    Tk = saveK.shape[1]
+    dk = saveQ.shape[2] // heads
     Qh, o = carve(ws, 0, (Tq, dk))
     Kh, o = carve(ws, o, (Tk, dk))
     Vh, o = carve(ws, o, (Tk, dk))
     Ch = carve(ws, o, (Tq, dk))[0]
     scale = 1.0 / math.sqrt(dk)
-    for b in range(B):
+    for b in range(b0, b1):
         for h in range(heads):
             _get_head(saveQ, b, h, Qh)
             _get_head(saveK, b, h, Kh)
@@ -141,27 +209,24 @@ def attention_forward(q_in, k_in, v_in, wq, bq, wk, bk, wv, bv, wo, bo, heads, c
                     row[j] = 0.0
             np.dot(P, Vh, Ch)
             _put_head(Ch, b, h, saveCtx)
-    _project(saveCtx.reshape(B * Tq, D), wo, bo, out.reshape(B * Tq, D))
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _fwd_lanes(nl, heads, causal, saveQ, saveK, saveV, saveP, saveCtx, ws, per, fast):
+    B = saveQ.shape[0]
+    for lane in prange(nl):
+        _fwd_heads(lane * B // nl, (lane + 1) * B // nl, heads, causal, saveQ, saveK, saveV, saveP, saveCtx,
+                   ws[lane * per:(lane + 1) * per], fast)
 
 
 @njit(cache=True, error_model="numpy")
-def attention_backward(gout, q_in, k_in, v_in, wq, wk, wv, wo, heads, saveQ, saveK, saveV, saveP, saveCtx,
-                       gq_in, gk_in, gv_in, gwq, gbq, gwk, gbk, gwv, gbv, gwo, gbo,
-                       need_gq, need_gk, need_gv, ws):
-    # gout (B, Tq, D); inputs, weights and save buffers as in forward -> gq_in (B, Tq, Dq), gk_in (B, Tk, Dk),
-    # gv_in (B, Tk, Dv) (or (0, 0, 0) when not needed), gw* like w*, gb* (D,) or (0,);
-    # ws attention_backward_workspace_size elements
-    B, Tq, Dq = q_in.shape
-    Tk = k_in.shape[1]
-    Dk = k_in.shape[2]
-    Dv = v_in.shape[2]
-    D = wq.shape[0]
-    dk = D // heads
-    scale = 1.0 / math.sqrt(dk)
-    gQ, o = carve(ws, 0, (B, Tq, D))
-    gK, o = carve(ws, o, (B, Tk, D))
-    gV, o = carve(ws, o, (B, Tk, D))
-    Qh, o = carve(ws, o, (Tq, dk))
+def _bwd_heads(b0, b1, heads, scale, saveQ, saveK, saveV, saveP, gQ, gK, gV, ws):
+    # examples b0 .. b1-1: gQ holds the context gradient on entry; each head slice is read before the same
+    # slice of gQ is written, so they can share
+    Tq = saveQ.shape[1]
+    Tk = saveK.shape[1]
+    dk = saveQ.shape[2] // heads
+    Qh, o = carve(ws, 0, (Tq, dk))
     gCh, o = carve(ws, o, (Tq, dk))
     gQh, o = carve(ws, o, (Tq, dk))
     Kh, o = carve(ws, o, (Tk, dk))
@@ -169,15 +234,7 @@ def attention_backward(gout, q_in, k_in, v_in, wq, wk, wv, wo, heads, saveQ, sav
     gKh, o = carve(ws, o, (Tk, dk))
     gVh, o = carve(ws, o, (Tk, dk))
     gP = carve(ws, o, (Tq, Tk))[0]
-
-    # out projection: gwo = gout^T ctx, gbo = sum gout, gctx = gout @ wo. gctx goes into the gQ buffer: each
-    # head slice of it is read (into gCh) just before the same slice of gQ is written, so they can share.
-    gout2 = gout.reshape(B * Tq, D)
-    np.dot(gout2.T, saveCtx.reshape(B * Tq, D), gwo)
-    bias_grad(gout2, 0, D, gbo)
-    np.dot(gout2, wo, gQ.reshape(B * Tq, D))
-
-    for b in range(B):
+    for b in range(b0, b1):
         for h in range(heads):
             _get_head(gQ, b, h, gCh)
             _get_head(saveQ, b, h, Qh)
@@ -203,19 +260,10 @@ def attention_backward(gout, q_in, k_in, v_in, wq, wk, wv, wo, heads, saveQ, sav
             _put_head(gKh, b, h, gK)
             _put_head(gVh, b, h, gV)
 
-    # input projections, each over all B*T rows at once
-    gQ2 = gQ.reshape(B * Tq, D)
-    gK2 = gK.reshape(B * Tk, D)
-    gV2 = gV.reshape(B * Tk, D)
-    np.dot(gQ2.T, q_in.reshape(B * Tq, Dq), gwq)
-    np.dot(gK2.T, k_in.reshape(B * Tk, Dk), gwk)
-    np.dot(gV2.T, v_in.reshape(B * Tk, Dv), gwv)
-    bias_grad(gQ2, 0, D, gbq)
-    bias_grad(gK2, 0, D, gbk)
-    bias_grad(gV2, 0, D, gbv)
-    if need_gq:
-        np.dot(gQ2, wq, gq_in.reshape(B * Tq, Dq))
-    if need_gk:
-        np.dot(gK2, wk, gk_in.reshape(B * Tk, Dk))
-    if need_gv:
-        np.dot(gV2, wv, gv_in.reshape(B * Tk, Dv))
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _bwd_lanes(nl, heads, scale, saveQ, saveK, saveV, saveP, gQ, gK, gV, ws, per):
+    B = saveQ.shape[0]
+    for lane in prange(nl):
+        _bwd_heads(lane * B // nl, (lane + 1) * B // nl, heads, scale, saveQ, saveK, saveV, saveP, gQ, gK, gV,
+                   ws[lane * per:(lane + 1) * per])
