@@ -164,3 +164,16 @@ def test_attention_lanes_match_one_lane():
         results.append((P, C, gQ, gK, gV))
     for one, many in zip(*results, strict=True):
         np.testing.assert_allclose(many, one, rtol=1e-13, atol=1e-15)
+
+
+def test_gelu_lanes_match_serial():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(1001)
+    g = rng.standard_normal(1001)
+    a, b = np.empty_like(x), np.empty_like(x)
+    act._gelu_fwd_range(x, a, 0, x.size, False)
+    act._gelu_fwd_par(x, b, 3, False)
+    np.testing.assert_array_equal(a, b)
+    act._gelu_bwd_range(g, x, a, 0, x.size, False)
+    act._gelu_bwd_par(g, x, b, 3, False)
+    np.testing.assert_array_equal(a, b)

@@ -20,10 +20,12 @@ import numpy as np
 from numba import njit, prange
 
 from . import fastmath as fm
+from ._common import LANES
 
-# below this many elements a prange launch costs more than it saves (softmax is the only parallel kernel
-# here: the pointwise loops are memory-bound and cheap)
-_PAR_MIN = 1 << 22
+# below this many elements a prange launch costs more than it saves; the cheap, memory-bound pointwise loops
+# stay serial, GELU's erf and exp split into lanes from _PAR_POINTWISE elements a lane
+_PAR_MIN = 1 << 17
+_PAR_POINTWISE = 1 << 15
 _SQRT1_2 = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
 
@@ -109,14 +111,46 @@ def tanh_backward(gout, y, gx):
 
 
 @njit(cache=True, error_model="numpy")
+def _gelu_fwd_range(xf, of, i0, i1, fast):
+    for i in range(i0, i1):
+        v = xf[i]
+        of[i] = 0.5 * v * (1.0 + fm.erf(v * _SQRT1_2, fast))
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _gelu_fwd_par(xf, of, nl, fast):
+    n = xf.shape[0]
+    for lane in prange(nl):
+        _gelu_fwd_range(xf, of, lane * n // nl, (lane + 1) * n // nl, fast)
+
+
+@njit(cache=True, error_model="numpy")
 def gelu_forward(x, out):
     # x (...) -> out (...); exact GELU x * Phi(x) with erf, not the tanh approximation
     xf = x.reshape(x.size)
     of = out.reshape(out.size)
     fast = x.itemsize == 4
-    for i in range(xf.shape[0]):
+    nl = min(LANES, xf.shape[0] // _PAR_POINTWISE)
+    if nl > 1:
+        _gelu_fwd_par(xf, of, nl, fast)
+    else:
+        _gelu_fwd_range(xf, of, 0, xf.shape[0], fast)
+
+
+@njit(cache=True, error_model="numpy")
+def _gelu_bwd_range(gf, xf, of, i0, i1, fast):
+    for i in range(i0, i1):
         v = xf[i]
-        of[i] = 0.5 * v * (1.0 + fm.erf(v * _SQRT1_2, fast))
+        cdf = 0.5 * (1.0 + fm.erf(v * _SQRT1_2, fast))
+        pdf = _INV_SQRT_2PI * fm.exp(-0.5 * v * v, fast)
+        of[i] = gf[i] * (cdf + v * pdf)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _gelu_bwd_par(gf, xf, of, nl, fast):
+    n = xf.shape[0]
+    for lane in prange(nl):
+        _gelu_bwd_range(gf, xf, of, lane * n // nl, (lane + 1) * n // nl, fast)
 
 
 @njit(cache=True, error_model="numpy")
@@ -126,11 +160,11 @@ def gelu_backward(gout, x, gx):
     xf = x.reshape(x.size)
     of = gx.reshape(gx.size)
     fast = x.itemsize == 4
-    for i in range(gf.shape[0]):
-        v = xf[i]
-        cdf = 0.5 * (1.0 + fm.erf(v * _SQRT1_2, fast))
-        pdf = _INV_SQRT_2PI * fm.exp(-0.5 * v * v, fast)
-        of[i] = gf[i] * (cdf + v * pdf)
+    nl = min(LANES, xf.shape[0] // _PAR_POINTWISE)
+    if nl > 1:
+        _gelu_bwd_par(gf, xf, of, nl, fast)
+    else:
+        _gelu_bwd_range(gf, xf, of, 0, xf.shape[0], fast)
 
 
 @njit(cache=True, error_model="numpy")

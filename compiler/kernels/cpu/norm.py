@@ -26,9 +26,9 @@ import math
 
 from numba import njit, prange
 
-# parallel loops only above this many elements: a prange launch costs milliseconds when the cores are busy
-# (measured 10x slower im2col under load), and BLAS already runs the big GEMMs on every core
-_PAR_MIN = 1 << 22
+# parallel loops only above this many elements (a lane launch costs microseconds); BLAS runs on one thread
+# (compiler/parallel.py), so these lanes have the cores to themselves
+_PAR_MIN = 1 << 17
 # Reductions may be reassociated so LLVM can vectorise the sums; this flag alone assumes nothing about NaN or
 # infinities, which keep propagating as usual.
 _REASSOC = {"reassoc", "contract"}

@@ -20,7 +20,7 @@ import math
 from numba import njit, prange
 
 # below this many input elements a prange launch costs more than it saves
-_PAR_MIN = 1 << 22
+_PAR_MIN = 1 << 17
 # Reductions may be reassociated so LLVM can vectorise the sums; this flag alone assumes nothing about NaN or
 # infinities, which keep propagating as usual.
 _REASSOC = {"reassoc", "contract"}
