@@ -32,7 +32,7 @@ Strategy: the four projections (and their gradients) are single BLAS GEMMs over 
 split over the lanes, ``_common.pdot``). The per-head products are split by example over the lanes, each with
 its own head scratch, and loop over (b, h) with np.dot on contiguous operands: a head's columns of Q/K/V are strided, so they
 are copied to contiguous scratch in ``ws`` first (O(T*d_k) copies next to O(T^2*d_k) GEMMs). The softmax
-subtracts the row maximum and accumulates its sum in float64.
+subtracts the row maximum and accumulates its sum in float64 (reassociated, so it vectorises).
 """
 
 import math
@@ -173,6 +173,41 @@ def attention_backward(gout, q_in, k_in, v_in, wq, wk, wv, wo, heads, saveQ, sav
         pdot(gV2, wv, gv_in.reshape(B * Tk, Dv))
 
 
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def _row_sum(row, n):
+    # reassociation lets the sum vectorise (NaN and inf still propagate)
+    s = 0.0
+    for j in range(n):
+        s += row[j]
+    return s
+
+
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def _row_dot(a, b):
+    s = 0.0
+    for j in range(a.shape[0]):
+        s += a[j] * b[j]
+    return s
+
+
+@njit(cache=True, error_model="numpy")
+def _softmax_row(row, n, scale, fast):
+    # row (Tk,) scores -> softmax(row[:n] * scale), 0 beyond n; one pass each for the max, the exponentials,
+    # their sum and the normalisation, so each loop vectorises
+    m = row[0]
+    for j in range(1, n):
+        v = row[j]
+        m = max(m, v)
+    m = m * scale
+    for j in range(n):
+        row[j] = fm.exp(row[j] * scale - m, fast)
+    r = 1.0 / _row_sum(row, n)
+    for j in range(n):
+        row[j] *= r
+    for j in range(n, row.shape[0]):
+        row[j] = 0.0
+
+
 @njit(cache=True, error_model="numpy")
 def _fwd_heads(b0, b1, heads, causal, saveQ, saveK, saveV, saveP, saveCtx, ws, fast):
     # examples b0 .. b1-1: every head's softmax(Q K^T / sqrt(d_k)) -> saveP and P V -> saveCtx
@@ -192,21 +227,7 @@ def _fwd_heads(b0, b1, heads, causal, saveQ, saveK, saveV, saveP, saveCtx, ws, f
             P = saveP[b, h]
             np.dot(Qh, Kh.T, P)
             for i in range(Tq):
-                row = P[i]
-                n = i + 1 if causal else Tk  # keys 0..n-1 are visible to query i
-                m = -math.inf
-                for j in range(n):
-                    m = max(m, row[j] * scale)
-                s = 0.0
-                for j in range(n):
-                    e = fm.exp(row[j] * scale - m, fast)
-                    row[j] = e
-                    s += e
-                r = 1.0 / s
-                for j in range(n):
-                    row[j] *= r
-                for j in range(n, Tk):
-                    row[j] = 0.0
+                _softmax_row(P[i], i + 1 if causal else Tk, scale, fast)  # keys 0..n-1 are visible to query i
             np.dot(P, Vh, Ch)
             _put_head(Ch, b, h, saveCtx)
 
@@ -249,9 +270,7 @@ def _bwd_heads(b0, b1, heads, scale, saveQ, saveK, saveV, saveP, gQ, gK, gV, ws)
             for i in range(Tq):
                 pr = P[i]
                 gr = gP[i]
-                s = 0.0
-                for j in range(Tk):
-                    s += gr[j] * pr[j]
+                s = _row_dot(gr, pr)
                 for j in range(Tk):
                     gr[j] = pr[j] * (gr[j] - s) * scale
             np.dot(gP, Kh, gQh)
