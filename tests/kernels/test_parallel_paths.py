@@ -125,15 +125,15 @@ def test_lstm_lanes_match_one_lane():
         saveG, saveC, ys = g_in.copy(), np.empty((B, T, H)), np.empty((B, T, H))
         h, c, r = np.full((B, H), 0.1), c0.copy(), np.empty((B, 4 * H))
         if nl == 1:
-            rec._lstm_fwd_rows(0, B, False, Wh, saveG, saveC, ys, h, c, r, False)
+            rec._lstm_fwd_rows(0, B, False, Wh, saveG, saveC, ys, h, c, r)
         else:
-            rec._lstm_fwd_lanes(nl, False, Wh, saveG, saveC, ys, h, c, r, False)
+            rec._lstm_fwd_lanes(nl, False, Wh, saveG, saveC, ys, h, c, r)
         dG, dcur = np.empty((B, T, 4 * H)), np.empty((B, 4 * H))
         dh, dc = np.full((B, H), 0.2), np.full((B, H), -0.1)
         if nl == 1:
-            rec._lstm_bwd_rows(0, B, False, gys, c0, Wh, saveG, saveC, dG, dcur, dh, dc, False)
+            rec._lstm_bwd_rows(0, B, False, gys, c0, Wh, saveG, saveC, dG, dcur, dh, dc)
         else:
-            rec._lstm_bwd_lanes(nl, False, gys, c0, Wh, saveG, saveC, dG, dcur, dh, dc, False)
+            rec._lstm_bwd_lanes(nl, False, gys, c0, Wh, saveG, saveC, dG, dcur, dh, dc)
         results.append((saveG, saveC, ys, h, c, dG, dh, dc))
     for one, many in zip(*results, strict=True):
         np.testing.assert_allclose(many, one, rtol=1e-13, atol=1e-15)
@@ -152,9 +152,9 @@ def test_attention_lanes_match_one_lane():
         P, C = np.empty((B, heads, T, T)), np.empty((B, T, D))
         per = 2 * T * dk + 2 * T * dk
         if nl == 1:
-            att._fwd_heads(0, B, heads, True, Q, K, V, P, C, np.empty(per), False)
+            att._fwd_heads(0, B, heads, True, Q, K, V, P, C, np.empty(per))
         else:
-            att._fwd_lanes(nl, heads, True, Q, K, V, P, C, np.empty(nl * per), per, False)
+            att._fwd_lanes(nl, heads, True, Q, K, V, P, C, np.empty(nl * per), per)
         gQ, gK, gV = gctx.copy(), np.empty((B, T, D)), np.empty((B, T, D))
         per = 3 * T * dk + 4 * T * dk + T * T
         if nl == 1:
@@ -171,9 +171,9 @@ def test_gelu_lanes_match_serial():
     x = rng.standard_normal(1001)
     g = rng.standard_normal(1001)
     a, b = np.empty_like(x), np.empty_like(x)
-    act._gelu_fwd_range(x, a, 0, x.size, False)
-    act._gelu_fwd_par(x, b, 3, False)
+    act._gelu_fwd_range(x, a, 0, x.size)
+    act._gelu_fwd_par(x, b, 3)
     np.testing.assert_array_equal(a, b)
-    act._gelu_bwd_range(g, x, a, 0, x.size, False)
-    act._gelu_bwd_par(g, x, b, 3, False)
+    act._gelu_bwd_range(g, x, a, 0, x.size)
+    act._gelu_bwd_par(g, x, b, 3)
     np.testing.assert_array_equal(a, b)

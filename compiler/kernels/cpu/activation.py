@@ -111,17 +111,18 @@ def tanh_backward(gout, y, gx):
 
 
 @njit(cache=True, error_model="numpy")
-def _gelu_fwd_range(xf, of, i0, i1, fast):
+def _gelu_fwd_range(xf, of, i0, i1):
+    fast = xf.itemsize == 4  # a constant of the compiled kernel, so the loops vectorise
     for i in range(i0, i1):
         v = xf[i]
         of[i] = 0.5 * v * (1.0 + fm.erf(v * _SQRT1_2, fast))
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def _gelu_fwd_par(xf, of, nl, fast):
+def _gelu_fwd_par(xf, of, nl):
     n = xf.shape[0]
     for lane in prange(nl):
-        _gelu_fwd_range(xf, of, lane * n // nl, (lane + 1) * n // nl, fast)
+        _gelu_fwd_range(xf, of, lane * n // nl, (lane + 1) * n // nl)
 
 
 @njit(cache=True, error_model="numpy")
@@ -129,16 +130,16 @@ def gelu_forward(x, out):
     # x (...) -> out (...); exact GELU x * Phi(x) with erf, not the tanh approximation
     xf = x.reshape(x.size)
     of = out.reshape(out.size)
-    fast = x.itemsize == 4
     nl = min(LANES, xf.shape[0] // _PAR_POINTWISE)
     if nl > 1:
-        _gelu_fwd_par(xf, of, nl, fast)
+        _gelu_fwd_par(xf, of, nl)
     else:
-        _gelu_fwd_range(xf, of, 0, xf.shape[0], fast)
+        _gelu_fwd_range(xf, of, 0, xf.shape[0])
 
 
 @njit(cache=True, error_model="numpy")
-def _gelu_bwd_range(gf, xf, of, i0, i1, fast):
+def _gelu_bwd_range(gf, xf, of, i0, i1):
+    fast = xf.itemsize == 4  # a constant of the compiled kernel, so the loops vectorise
     for i in range(i0, i1):
         v = xf[i]
         cdf = 0.5 * (1.0 + fm.erf(v * _SQRT1_2, fast))
@@ -147,10 +148,10 @@ def _gelu_bwd_range(gf, xf, of, i0, i1, fast):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def _gelu_bwd_par(gf, xf, of, nl, fast):
+def _gelu_bwd_par(gf, xf, of, nl):
     n = xf.shape[0]
     for lane in prange(nl):
-        _gelu_bwd_range(gf, xf, of, lane * n // nl, (lane + 1) * n // nl, fast)
+        _gelu_bwd_range(gf, xf, of, lane * n // nl, (lane + 1) * n // nl)
 
 
 @njit(cache=True, error_model="numpy")
@@ -159,12 +160,11 @@ def gelu_backward(gout, x, gx):
     gf = gout.reshape(gout.size)
     xf = x.reshape(x.size)
     of = gx.reshape(gx.size)
-    fast = x.itemsize == 4
     nl = min(LANES, xf.shape[0] // _PAR_POINTWISE)
     if nl > 1:
-        _gelu_bwd_par(gf, xf, of, nl, fast)
+        _gelu_bwd_par(gf, xf, of, nl)
     else:
-        _gelu_bwd_range(gf, xf, of, 0, xf.shape[0], fast)
+        _gelu_bwd_range(gf, xf, of, 0, xf.shape[0])
 
 
 @njit(cache=True, error_model="numpy")

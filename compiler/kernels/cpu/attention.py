@@ -105,7 +105,6 @@ def attention_forward(q_in, k_in, v_in, wq, bq, wk, bk, wv, bv, wo, bo, heads, c
     # q_in (B, Tq, Dq), k_in (B, Tk, Dk), v_in (B, Tk, Dv); wq (D, Dq), wk (D, Dk), wv (D, Dv), wo (D, D),
     # biases (D,) or (0,) -> out (B, Tq, D); saveQ/saveCtx (B, Tq, D), saveK/saveV (B, Tk, D),
     # saveP (B, heads, Tq, Tk); ws attention_forward_workspace_size elements
-    fast = q_in.itemsize == 4  # float32: vectorisable exp (fastmath.py)
     B, Tq, Dq = q_in.shape
     Tk = k_in.shape[1]
     D = wq.shape[0]
@@ -117,9 +116,9 @@ def attention_forward(q_in, k_in, v_in, wq, bq, wk, bk, wv, bv, wo, bo, heads, c
     per = 2 * Tq * dk + 2 * Tk * dk
     nl = max(1, min(LANES, B, ws.size // per))
     if nl == 1:
-        _fwd_heads(0, B, heads, causal, saveQ, saveK, saveV, saveP, saveCtx, ws, fast)
+        _fwd_heads(0, B, heads, causal, saveQ, saveK, saveV, saveP, saveCtx, ws)
     else:
-        _fwd_lanes(nl, heads, causal, saveQ, saveK, saveV, saveP, saveCtx, ws, per, fast)
+        _fwd_lanes(nl, heads, causal, saveQ, saveK, saveV, saveP, saveCtx, ws, per)
     _project(saveCtx.reshape(B * Tq, D), wo, bo, out.reshape(B * Tq, D))
 
 
@@ -209,7 +208,8 @@ def _softmax_row(row, n, scale, fast):
 
 
 @njit(cache=True, error_model="numpy")
-def _fwd_heads(b0, b1, heads, causal, saveQ, saveK, saveV, saveP, saveCtx, ws, fast):
+def _fwd_heads(b0, b1, heads, causal, saveQ, saveK, saveV, saveP, saveCtx, ws):
+    fast = saveQ.itemsize == 4  # a constant of the compiled kernel, so the loops vectorise
     # examples b0 .. b1-1: every head's softmax(Q K^T / sqrt(d_k)) -> saveP and P V -> saveCtx
     Tq = saveQ.shape[1]
     Tk = saveK.shape[1]
@@ -233,11 +233,11 @@ def _fwd_heads(b0, b1, heads, causal, saveQ, saveK, saveV, saveP, saveCtx, ws, f
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def _fwd_lanes(nl, heads, causal, saveQ, saveK, saveV, saveP, saveCtx, ws, per, fast):
+def _fwd_lanes(nl, heads, causal, saveQ, saveK, saveV, saveP, saveCtx, ws, per):
     B = saveQ.shape[0]
     for lane in prange(nl):
         _fwd_heads(lane * B // nl, (lane + 1) * B // nl, heads, causal, saveQ, saveK, saveV, saveP, saveCtx,
-                   ws[lane * per:(lane + 1) * per], fast)
+                   ws[lane * per:(lane + 1) * per])
 
 
 @njit(cache=True, error_model="numpy")
