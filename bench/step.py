@@ -58,7 +58,8 @@ def run_netdsl(name: str, steps: int, warmup: int, device: str = "cpu") -> dict:
         times.append(time.perf_counter() - t0)
     ms = float(np.median(times[warmup:]) * 1e3)
     macs = net.summary().totals["macs"]
-    return {"ms": ms, "gflops": 6 * macs * m["batch"] / (ms * 1e-3) / 1e9, "peak_mb": _peak_mb(), "macs": macs}
+    return {"ms": ms, "gflops": 6 * macs * m["batch"] / (ms * 1e-3) / 1e9, "peak_mb": _peak_mb(), "macs": macs,
+            "blas": _blas_kernels()}
 
 
 def run_torch(name: str, steps: int, warmup: int, device: str = "cpu") -> dict:
@@ -85,10 +86,41 @@ def run_torch(name: str, steps: int, warmup: int, device: str = "cpu") -> dict:
     return {"ms": ms, "peak_mb": _peak_mb()}
 
 
-def _worker(kind: str, name: str, steps: int, warmup: int, device: str = "cpu") -> dict | None:
+def _blas_kernels() -> str:
+    """The kernel set OpenBLAS chose in this process (Haswell = AVX2, SkylakeX = AVX-512), as threadpoolctl reads it."""
+    try:
+        import scipy.linalg  # noqa: F401 - loads SciPy's OpenBLAS, the one Numba's np.dot calls
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "?"
+    return ",".join(sorted({str(i.get("architecture")) for i in threadpool_info() if i.get("internal_api") == "openblas"}))
+
+
+def _child_env(native_blas: bool) -> dict[str, str]:
+    env = dict(os.environ)
+    if native_blas:
+        # what netdsl.blas_env would choose with no OPENBLAS_CORETYPE set, given before anything loads (NumPy's
+        # OpenBLAS included, for the SGEMM ceiling); OpenBLAS's own detection where it has no better idea
+        import platform
+
+        from netdsl.blas_env import wanted_coretype
+
+        env.pop("OPENBLAS_CORETYPE", None)
+        try:
+            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+                core = wanted_coretype(f.read(1 << 16), platform.machine())
+        except OSError:
+            core = None
+        if core:
+            env["OPENBLAS_CORETYPE"] = core
+    return env
+
+
+def _worker(kind: str, name: str, steps: int, warmup: int, device: str = "cpu", native_blas: bool = False
+            ) -> dict | None:
     cmd = [sys.executable, __file__, "--worker", kind, "--models", name, "--steps", str(steps),
            "--warmup", str(warmup), "--device", device]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False, env=_child_env(native_blas))
     if r.returncode != 0:
         print(f"  {kind} {name} failed:\n{r.stderr[-2000:]}", file=sys.stderr)
         return None
@@ -96,8 +128,8 @@ def _worker(kind: str, name: str, steps: int, warmup: int, device: str = "cpu") 
 
 
 def sgemm_gflops() -> float:
-    """This machine's single-precision GEMM rate through numpy's BLAS (the ceiling to compare with)."""
-    n = 1024
+    """This machine's single-precision GEMM rate through numpy's BLAS on every core (the ceiling to compare with)."""
+    n = 2048
     a = np.random.rand(n, n).astype(np.float32)
     b = np.random.rand(n, n).astype(np.float32)
     np.dot(a, b)
@@ -117,9 +149,15 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--worker", choices=["netdsl", "torch"], help=argparse.SUPPRESS)
+    ap.add_argument("--native-blas", action="store_true",
+                    help="run the processes without OPENBLAS_CORETYPE, so OpenBLAS's kernels suit this CPU "
+                         "(netdsl.blas_env picks AVX-512 on AMD processors OpenBLAS does not know)")
+    ap.add_argument("--worker", choices=["netdsl", "torch", "sgemm"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     names = [n for n in args.models.split(",") if n]
+    if args.worker == "sgemm":
+        print(json.dumps({"gflops": sgemm_gflops(), "blas": _blas_kernels()}))
+        return 0
     if args.worker:
         fn = run_netdsl if args.worker == "netdsl" else run_torch
         print(json.dumps(fn(names[0], args.steps, args.warmup, args.device)))
@@ -130,13 +168,16 @@ def main() -> int:
         have_torch = importlib.util.find_spec("torch") is not None
     except Exception:  # noqa: BLE001 - a broken torch install counts as no torch
         have_torch = False
-    results = {"cores": os.cpu_count(), "device": args.device, "sgemm_gflops": round(sgemm_gflops(), 1),
-               "models": {}}
+    sg = subprocess.run([sys.executable, __file__, "--worker", "sgemm"], capture_output=True, text=True, check=True,
+                        env=_child_env(args.native_blas))
+    sgemm = json.loads(sg.stdout.strip().splitlines()[-1])
+    results = {"cores": os.cpu_count(), "device": args.device, "sgemm_gflops": round(sgemm["gflops"], 1),
+               "openblas_kernels": sgemm["blas"], "models": {}}
     for name in names:
         best: dict[str, dict] = {}
         for _ in range(args.rounds):
             for kind in ("netdsl", "torch") if have_torch else ("netdsl",):
-                r = _worker(kind, name, args.steps, args.warmup, args.device)
+                r = _worker(kind, name, args.steps, args.warmup, args.device, args.native_blas)
                 if r is not None and (kind not in best or r["ms"] < best[kind]["ms"]):
                     best[kind] = r
         row = {"batch": MODELS[name]["batch"]}
@@ -151,7 +192,8 @@ def main() -> int:
     if args.json:
         print(json.dumps(results, indent=1))
     else:
-        print(f"cores {results['cores']}, numpy SGEMM {results['sgemm_gflops']} GFLOP/s")
+        print(f"cores {results['cores']}, numpy SGEMM {results['sgemm_gflops']} GFLOP/s (2048³, OpenBLAS "
+              f"{results['openblas_kernels']} kernels)")
         print(f"{'model':<12} {'batch':>5} {'ms/step':>9} {'GFLOP/s':>8} {'peak MB':>8} {'torch ms':>9} "
               f"{'torch MB':>9} {'ratio':>6}")
         for name, r in results["models"].items():

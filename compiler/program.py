@@ -148,13 +148,26 @@ class Program:
         need = p.peak_bytes + fixed
         if avail is None or need <= 0.9 * avail:
             return
-        one = plan(sched, 1, self.dtype).peak_bytes
-        per = max(1, (p.peak_bytes - one) // max(1, self.batch - 1)) if self.batch > 1 else one
-        fit = int((0.9 * avail - fixed - one) // per) + 1 if 0.9 * avail > fixed + one else 0
+        fit = self._largest_batch(sched, 0.9 * avail - fixed)
         hint = f"the largest batch that fits is {fit}" if fit >= 1 else "even batch 1 does not fit: use a smaller network"
         raise SpecError(Diagnostic(None, f"{self.net.name} at batch {self.batch} needs {need / 2**30:.2f} GiB "
                                    f"(planned peak {p.peak_bytes:,} bytes plus parameters and gradients), but only "
                                    f"{avail / 2**30:.2f} GiB of memory is available", hint))
+
+    def _largest_batch(self, sched: Schedule, budget: float) -> int:
+        """The largest batch below this one whose planned peak fits `budget` bytes (0 when batch 1 does not):
+        a bisection over plans, since the peak is not linear in the batch (per-lane workspaces are fixed)."""
+        def fits(b: int) -> bool:
+            return plan(sched, b, self.dtype).peak_bytes <= budget
+
+        lo, hi = 0, self.batch  # fits(lo) (or lo == 0), not fits(hi)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if fits(mid):
+                lo = mid
+            else:
+                hi = mid
+        return lo
 
     def _grow(self, p: Plan) -> None:
         for dt, elements in p.arena_elements.items():

@@ -177,3 +177,27 @@ def test_gelu_lanes_match_serial():
     act._gelu_bwd_range(g, x, a, 0, x.size)
     act._gelu_bwd_par(g, x, b, 3)
     np.testing.assert_array_equal(a, b)
+
+
+SNIPPET = """
+import numpy as np
+from netdsl.compiler.kernels.cpu import conv, dense
+x = np.random.rand(200, 160); w = np.random.rand(640, 160); o = np.empty((200, 640))
+dense.dense_forward(x, w, np.empty(0), o)
+xi = np.random.rand(4, 3, 9, 9); wi = np.random.rand(5, 3, 3, 3); oi = np.empty((4, 5, 7, 7))
+conv.conv2d_forward(xi, wi, np.empty(0), 1, 1, 0, 0, 1, 1, 1, oi,
+                    np.empty(conv.conv2d_workspace_size(3, 5, 3, 3, 7, 7, lanes=2)))
+print(abs(o - x @ w.T).max() < 1e-9)
+"""
+
+
+def test_cached_kernels_reach_their_parallel_helpers_in_a_fresh_process():
+    # a kernel loaded from Numba's cache calls its prange helpers without the dispatcher that starts the thread
+    # pool: the package starts it on import, or the second process (warm cache) dies of SIGSEGV
+    import subprocess
+    import sys
+
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-c", SNIPPET], capture_output=True, text=True, timeout=600, check=False)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert r.stdout.strip() == "True"

@@ -4,7 +4,7 @@ Numba's on-disk cache checks only the source file of the function it caches, so 
 helper from another module (`fastmath.py`, `_common.py`) would keep running the old helper after an upgrade.
 On import, this package therefore stamps the cache with a hash of all its sources (and of the lane count the
 kernels split their work into) and drops cached kernels whose stamp differs.
-Importing it imports no kernel family (each family module imports on its own).
+Importing it imports no kernel family (each family module imports on its own); it starts Numba's thread pool.
 """
 
 from __future__ import annotations
@@ -40,3 +40,15 @@ def _refresh_kernel_cache() -> None:
 
 
 _refresh_kernel_cache()
+
+
+def _launch_threads() -> None:
+    # A kernel loaded from Numba's cache calls its parallel (prange) helpers directly, not through the dispatcher
+    # that would first start Numba's thread pool: with no pool, the first such call crashes the process
+    # (SIGSEGV). Asking for the thread count starts the pool, once, as the kernels are imported.
+    import numba
+
+    numba.get_num_threads()
+
+
+_launch_threads()

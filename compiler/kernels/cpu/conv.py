@@ -215,8 +215,8 @@ def conv2d_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, grou
     P = out.shape[2]
     Q = out.shape[3]
     w2 = w.reshape(K, Cg * kh * kw)
-    lane = max((Cg * kh * kw + K // groups) * P * Q, _CHUNK)
-    nl = _lanes(ws.size, lane, B)
+    nl = _lanes(ws.size, max((Cg * kh * kw + K // groups) * P * Q, _CHUNK), B)
+    lane = ws.size // nl  # a smaller workspace than the helpers give still works: smaller chunks, fewer lanes
     if nl == 1:
         _forward_samples(x, w2, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw, 0, B, out,
                          ws)
@@ -326,8 +326,8 @@ def conv2d_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, 
     Q = gout.shape[3]
     ck = Cg * kh * kw
     w2 = w.reshape(K, ck)
-    lane = max((2 * ck + K) * P * Q, _CHUNK) + (K // groups) * ck + K * ck
-    nl = _lanes(ws.size, lane, B)
+    nl = _lanes(ws.size, max((2 * ck + K) * P * Q, _CHUNK) + (K // groups) * ck + K * ck, B)
+    lane = ws.size // nl
     if gb.shape[0] > 0:
         _bias_grad(gout, gb)
     if nl == 1:

@@ -22,8 +22,9 @@ from numba import cuda, float64
 from ._common import RED, Mat, _block_max, _block_sum, flat, gemm, kernel, launch_blocks, mat, sum_lines
 
 
-def attention_forward_workspace_size(B, Tq, Tk, D, heads):
-    """Elements of ``ws`` for ``attention_forward`` on the device: none (heads are read through strides)."""
+def attention_forward_workspace_size(B, Tq, Tk, D, heads, lanes=None):
+    """Elements of ``ws`` for ``attention_forward`` on the device: none (heads are read through strides; the
+    CPU's lanes do not apply)."""
     return 0
 
 

@@ -26,13 +26,14 @@ from .util import zero
 
 
 def conv2d_workspace_size(C, K, kh, kw, P, Q, groups=1, stride_h=1, stride_w=1, pad_h=0, pad_w=0,
-                          dil_h=1, dil_w=1):
-    """Elements of ``ws`` that ``conv2d_forward`` needs on the device: none (implicit GEMM)."""
+                          dil_h=1, dil_w=1, lanes=None):
+    """Elements of ``ws`` that ``conv2d_forward`` needs on the device: none (implicit GEMM; the CPU's lanes do
+    not apply)."""
     return 0
 
 
 def conv2d_backward_workspace_size(C, K, kh, kw, P, Q, groups=1, stride_h=1, stride_w=1, pad_h=0,
-                                   pad_w=0, dil_h=1, dil_w=1):
+                                   pad_w=0, dil_h=1, dil_w=1, lanes=None):
     """Elements of ``ws`` that ``conv2d_backward`` needs on the device: none."""
     return 0
 
