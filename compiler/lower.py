@@ -19,7 +19,7 @@ from netdsl.diagnostics import InternalError
 from netdsl.ir import IR, Node, TensorType, Value
 
 from . import rules
-from .schedule import At, Buf, Call, Grad, Item, Loop, Param, Schedule, StateIn, View, walk
+from .schedule import At, Buf, Call, Grad, Item, Param, Schedule, StateIn, View, walk
 
 
 @dataclass

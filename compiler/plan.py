@@ -28,8 +28,8 @@ class Plan:
     total_bytes: int = 0  # the sum of all buffers, as if none were shared
 
     def describe(self, sched: Schedule) -> str:
-        lines = [f"buffer plan at batch {self.batch} ({self.fdtype}): peak {self.peak_bytes:,} bytes, "
-                 f"{self.total_bytes:,} bytes if nothing were shared ({self.peak_bytes / max(1, self.total_bytes):.0%})"]
+        lines = [(f"buffer plan at batch {self.batch} ({self.fdtype}): peak {self.peak_bytes:,} bytes, "
+                  f"{self.total_bytes:,} bytes if nothing were shared ({self.peak_bytes / max(1, self.total_bytes):.0%})")]
         lines.append(f"{'buffer':<34} {'kind':<6} {'shape':<22} {'bytes':>12} {'offset':>12}  live")
         for b in sorted(sched.bufs, key=lambda b: (b.dtype, b.offset)):
             first, last = self.ranges.get(b.id, (0, 0))

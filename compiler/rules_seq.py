@@ -89,7 +89,7 @@ def _qkv(n: Node) -> list[Any]:
 
 
 def _dims(ctx: Any, n: Node) -> tuple[int, int, int, int]:
-    q, k, v = (ctx.shape_of(x) for x in _qkv(n))
+    q, k, _ = (ctx.shape_of(x) for x in _qkv(n))
     tq, d = q.shape
     return tq, k.shape[0], d, n.attrs["heads"]
 

@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as exc:  # never a bare traceback: a bug report
+    except Exception as exc:  # noqa: BLE001 - never a bare traceback: a bug report
         print(f"internal error: {type(exc).__name__}: {exc} (this is a bug in netdsl; please report it; "
               "set NETDSL_DEBUG=1 for the traceback)", file=sys.stderr)
         if os.environ.get("NETDSL_DEBUG"):

@@ -35,10 +35,50 @@ def pytest_configure(config):
     if SIMULATED:
         # the simulator's threads meet at every barrier through the GIL: switching often makes that ~5x faster
         sys.setswitchinterval(1e-5)
+        _count_module_swaps()
     # the dropout hash wraps uint64 arithmetic on purpose, and a division by zero gives inf as on a GPU;
     # numpy scalars (the simulator's values) warn about both, in threads that np.errstate does not reach
     for what in ("overflow", "divide by zero", "invalid value"):
         config.addinivalue_line("filterwarnings", f"ignore:{what} encountered:RuntimeWarning")
+
+
+def _count_module_swaps():
+    """The simulator points a device function's module globals at its fake `cuda` module for each call and puts
+    the real one back on return. Device functions of one module share those globals, so when two block
+    threads are inside at once, the first to return restores the real module under the other, which then fails
+    with "module 'numba.cuda' has no attribute 'threadIdx'" (seen in a full run of the suite). Swapping once for the
+    first thread in and back for the last one out removes the race; launches are sequential, so every thread
+    inside wants the same fake module."""
+    import threading
+    from contextlib import contextmanager
+
+    from numba.cuda.simulator import kernel as sim_kernel
+
+    lock = threading.Lock()
+    inside: dict[int, list] = {}  # id(globals) -> [threads inside, the real values]
+
+    @contextmanager
+    def counted(fn, fake_cuda_module):
+        from numba import cuda
+
+        globs = fn.__globals__
+        with lock:
+            entry = inside.get(id(globs))
+            if entry is None:
+                orig = {k: v for k, v in globs.items() if v is cuda}
+                globs.update(dict.fromkeys(orig, fake_cuda_module))
+                entry = inside[id(globs)] = [0, orig]
+            entry[0] += 1
+        try:
+            yield
+        finally:
+            with lock:
+                entry[0] -= 1
+                if entry[0] == 0:
+                    globs.update(entry[1])
+                    del inside[id(globs)]
+
+    sim_kernel.swapped_cuda_module = counted
 
 
 @pytest.fixture(autouse=True, scope="session")
