@@ -323,23 +323,30 @@ def _lstm_bwd_rows(b0, b1, reverse, gys, c0, Wh, saveG, saveC, dG, dcur, dh, dc)
         t = T - 1 - s if reverse else s
         tp = t + 1 if reverse else t - 1
         for b in range(b0, b1):
+            # two loops over a few arrays each (see the forward): the output gate and the cell gradient, then
+            # the forget, input and candidate gates; dcur is written once and copied into dG
             g = saveG[b, t]
+            sc = saveC[b, t]
             cprev = saveC[b, tp] if 0 <= tp < T else c0[b]
             d = dcur[b]
             gy = gys[b, t]
+            dhb = dh[b]
+            dcb = dc[b]
+            for j in range(H):
+                ov = g[2 * H + j]
+                tc = fm.tanh(sc[j], fast)
+                dht = dhb[j] + gy[j]
+                d[2 * H + j] = dht * tc * ov * (1.0 - ov)
+                dcb[j] = dcb[j] + dht * ov * (1.0 - tc * tc)
             for j in range(H):
                 fv = g[j]
                 iv = g[H + j]
-                ov = g[2 * H + j]
                 gv = g[3 * H + j]
-                tc = fm.tanh(saveC[b, t, j], fast)
-                dht = dh[b, j] + gy[j]
-                dct = dc[b, j] + dht * ov * (1.0 - tc * tc)
+                dct = dcb[j]
                 d[j] = dct * cprev[j] * fv * (1.0 - fv)
                 d[H + j] = dct * gv * iv * (1.0 - iv)
-                d[2 * H + j] = dht * tc * ov * (1.0 - ov)
                 d[3 * H + j] = dct * iv * (1.0 - gv * gv)
-                dc[b, j] = dct * fv
+                dcb[j] = dct * fv
             dGr = dG[b, t]
             for k in range(H4):
                 dGr[k] = d[k]
