@@ -209,8 +209,8 @@ def _softmax_row(row, n, scale, fast):
 
 @njit(cache=True, error_model="numpy")
 def _fwd_heads(b0, b1, heads, causal, saveQ, saveK, saveV, saveP, saveCtx, ws):
-    fast = saveQ.itemsize == 4  # a constant of the compiled kernel, so the loops vectorise
     # examples b0 .. b1-1: every head's softmax(Q K^T / sqrt(d_k)) -> saveP and P V -> saveCtx
+    fast = saveQ.itemsize == 4  # a constant of the compiled kernel, so the loops vectorise
     Tq = saveQ.shape[1]
     Tk = saveK.shape[1]
     dk = saveQ.shape[2] // heads

@@ -126,7 +126,7 @@ def rnn_forward(xs, h0, wx, bx, wh, reverse, ys, hT, ws):
     if wx.shape[1] != D or wh.shape[0] != H or wh.shape[1] != H:
         raise ValueError("rnn: weight shapes disagree with the input / hidden widths")
     ys2 = ys.reshape(B * T, H)
-    np.dot(xs.reshape(B * T, D), wx.T, ys2)  # input term of every step at once
+    pdot(xs.reshape(B * T, D), wx.T, ys2)  # input term of every step at once
     add_bias(ys2, bx, 0, H)
     h = hT  # the running state lives in hT
     _copy2(h0, h)
@@ -167,11 +167,11 @@ def rnn_backward(gys, ghT, xs, h0, wx, wh, ys, reverse, gxs, gh0, gwx, gbx, gwh,
         _copy2(dh, gh0)
     _prev_states(ys, h0, reverse, Hp)
     dA2 = dA.reshape(B * T, H)
-    np.dot(dA2.T, xs.reshape(B * T, D), gwx)
-    np.dot(dA2.T, Hp.reshape(B * T, H), gwh)
+    pdot_tn(dA2, xs.reshape(B * T, D), gwx)
+    pdot_tn(dA2, Hp.reshape(B * T, H), gwh)
     bias_grad(dA2, 0, H, gbx)
     if need_gx:
-        np.dot(dA2, wx, gxs.reshape(B * T, D))
+        pdot(dA2, wx, gxs.reshape(B * T, D))
 
 
 # ------------------------------------------------------------------------------------------------ LSTM
@@ -401,7 +401,7 @@ def gru_forward(xs, h0, wz, bz, wr, br, wn, bn, reverse, ys, hT, saveG, ws):
     recn = carve(ws, o, (B, H))[0]
     _gru_pack(wz, wr, wn, H, Wx, Whzr, Whn)
     G2 = saveG.reshape(B * T, H3)
-    np.dot(xs.reshape(B * T, D), Wx.T, G2)  # input term of every gate and step at once
+    pdot(xs.reshape(B * T, D), Wx.T, G2)  # input term of every gate and step at once
     add_bias(G2, bz, 0, H)
     add_bias(G2, br, 1, H)
     add_bias(G2, bn, 2, H)
@@ -497,10 +497,10 @@ def gru_backward(gys, ghT, xs, h0, wz, wr, wn, ys, saveG, reverse,
     dZR2 = dZR.reshape(B * T, 2 * H)
     dN2 = dN.reshape(B * T, H)
     xs2 = xs.reshape(B * T, D)
-    np.dot(dZR2.T, xs2, gWxzr)
-    np.dot(dN2.T, xs2, gWxn)
-    np.dot(dZR2.T, Hp.reshape(B * T, H), gWhzr)
-    np.dot(dN2.T, RH.reshape(B * T, H), gWhn)
+    pdot_tn(dZR2, xs2, gWxzr)
+    pdot_tn(dN2, xs2, gWxn)
+    pdot_tn(dZR2, Hp.reshape(B * T, H), gWhzr)
+    pdot_tn(dN2, RH.reshape(B * T, H), gWhn)
     _unpack(gWhzr, gWxzr, 0, H, gwz)
     _unpack(gWhzr, gWxzr, 1, H, gwr)
     _unpack(gWhn, gWxn, 0, H, gwn)
@@ -509,8 +509,8 @@ def gru_backward(gys, ghT, xs, h0, wz, wr, wn, ys, saveG, reverse,
     bias_grad(dN2, 0, H, gbn)
     if need_gx:
         gx2 = gxs.reshape(B * T, D)
-        np.dot(dZR2, Wx[0:2 * H], gx2)
-        np.dot(dN2, Wx[2 * H:H3], tmp)
+        pdot(dZR2, Wx[0:2 * H], gx2)
+        pdot(dN2, Wx[2 * H:H3], tmp)
         for n in range(B * T):
             for c in range(D):
                 gx2[n, c] += tmp[n, c]
