@@ -28,6 +28,9 @@ def fit_blas_threads() -> int | None:
 
     want = os.environ.get("NETDSL_BLAS_THREADS")
     try:
+        # Numba's np.dot calls SciPy's OpenBLAS, which loads only with scipy.linalg: load it first, or the
+        # limit reaches NumPy's copy alone and every lane's GEMM starts threads of its own
+        import scipy.linalg.cython_blas  # noqa: F401
         from threadpoolctl import threadpool_limits
     except ImportError:
         return None
