@@ -201,3 +201,23 @@ def test_cached_kernels_reach_their_parallel_helpers_in_a_fresh_process():
         r = subprocess.run([sys.executable, "-c", SNIPPET], capture_output=True, text=True, timeout=600, check=False)
         assert r.returncode == 0, r.stderr[-2000:]
         assert r.stdout.strip() == "True"
+
+
+def test_row_split_gemms_match_numpy():
+    # pdot's row split and pdot_tn's partial sums over the reduction, at 3 lanes whatever this machine has
+    from netdsl.compiler.kernels.cpu import _common as common
+
+    rng = np.random.default_rng(7)
+    a, b = rng.standard_normal((37, 11)), rng.standard_normal((37, 13))
+    out = np.full((11, 13), np.nan)
+    parts = np.full((2, 11, 13), np.nan)
+    common._tn_partials(a, b, out, parts, 3)
+    np.testing.assert_allclose(out + parts[0] + parts[1], a.T @ b, rtol=1e-12, atol=1e-12)
+    w = rng.standard_normal((13, 11))
+    o2 = np.full((37, 13), np.nan)
+    common._rows_dot(a, w.T, o2, 3)
+    np.testing.assert_allclose(o2, a @ w.T, rtol=1e-12, atol=1e-12)
+    big_a, big_b = rng.standard_normal((600, 300)), rng.standard_normal((600, 200))  # large enough to split
+    o3 = np.empty((300, 200))
+    common.pdot_tn(big_a, big_b, o3)
+    np.testing.assert_allclose(o3, big_a.T @ big_b, rtol=1e-10, atol=1e-10)

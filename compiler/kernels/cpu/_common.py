@@ -69,13 +69,44 @@ def pdot(a, b, out):
         _rows_dot(a, b, out, nl)
 
 
+# partial sums of a weight gradient (one per extra lane) are allocated up to this many elements; above it the
+# transposed operand is copied instead, so that the rows of the output can be split
+_PARTIALS_MAX = 1 << 22
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _tn_partials(a, b, out, parts, nl):
+    # lane t sums the rows r0 .. r1-1 of the reduction: into out (t == 0) or parts[t - 1]
+    K = a.shape[0]
+    for t in prange(nl):
+        r0 = t * K // nl
+        r1 = (t + 1) * K // nl
+        if t == 0:
+            np.dot(a[r0:r1].T, b[r0:r1], out)
+        else:
+            np.dot(a[r0:r1].T, b[r0:r1], parts[t - 1])
+
+
 @njit(cache=True, error_model="numpy")
 def pdot_tn(a, b, out):
-    # a (K, M), b (K, N), both C-contiguous -> out (M, N) = a.T @ b (a weight gradient: K is the batch);
-    # a.T is copied contiguous first (K·M copies next to K·M·N multiply-adds) so its rows can be split
+    # a (K, M), b (K, N), both C-contiguous -> out (M, N) = a.T @ b (a weight gradient: K is the batch).
+    # Lanes split K, each summing into a partial of its own (added up after); for an output too large for
+    # partials, a.T is copied contiguous (K·M copies next to K·M·N multiply-adds) and its rows are split.
     M = out.shape[0]
-    nl = min(LANES, M // 8, (M * a.shape[0] * out.shape[1]) // _SPLIT_MACS)
+    N = out.shape[1]
+    K = a.shape[0]
+    nl = min(LANES, K // 8, (M * K * N) // _SPLIT_MACS)
     if nl <= 1:
         np.dot(a.T, b, out)
+    elif (nl - 1) * M * N <= _PARTIALS_MAX:
+        parts = np.empty((nl - 1, M, N), out.dtype)
+        _tn_partials(a, b, out, parts, nl)
+        for t in range(nl - 1):
+            p = parts[t]
+            for i in range(M):
+                o = out[i]
+                q = p[i]
+                for j in range(N):
+                    o[j] += q[j]
     else:
-        _rows_dot(np.ascontiguousarray(a.T), b, out, nl)
+        _rows_dot(np.ascontiguousarray(a.T), b, out, min(nl, M // 8))
