@@ -26,19 +26,33 @@ from gpt_char_torch import GPT, load, lr_at
 SPEC = Path(__file__).resolve().parents[1] / "specs" / "gpt_char.net"
 
 
-def torch_to_netdsl(model: GPT, n_embd: int) -> dict[str, torch.Tensor]:
-    """netdsl parameter name -> the reference's tensor (views: gradients follow)."""
-    out: dict[str, torch.Tensor] = {"wte.weight": model.wte.weight, "wpe.weight": model.wpe.weight,
-                                    "ln_f.weight": model.ln_f.weight}
+class Part:
+    """A reference parameter, or rows of one (q, k, v are stacked in c_attn): its value and its gradient."""
+
+    def __init__(self, p: torch.Tensor, rows: slice = slice(None)) -> None:
+        self.p, self.rows = p, rows
+
+    def value(self) -> np.ndarray:
+        return self.p.detach()[self.rows].numpy()
+
+    def grad(self) -> np.ndarray:
+        assert self.p.grad is not None
+        return self.p.grad[self.rows].numpy()
+
+
+def torch_to_netdsl(model: GPT, n_embd: int) -> dict[str, Part]:
+    """netdsl parameter name -> the reference's parameter (rows of c_attn for q, k, v)."""
+    out = {"wte.weight": Part(model.wte.weight), "wpe.weight": Part(model.wpe.weight),
+           "ln_f.weight": Part(model.ln_f.weight)}
     for i, b in enumerate(model.h):
         p = f"h.{i}."
-        out[p + "ln_1.weight"] = b.ln_1.weight
-        out[p + "ln_2.weight"] = b.ln_2.weight
+        out[p + "ln_1.weight"] = Part(b.ln_1.weight)
+        out[p + "ln_2.weight"] = Part(b.ln_2.weight)
         for j, name in enumerate("qkv"):
-            out[p + f"attn.{name}.weight"] = b.attn.c_attn.weight[j * n_embd:(j + 1) * n_embd]
-        out[p + "attn.out.weight"] = b.attn.c_proj.weight
-        out[p + "mlp.c_fc.weight"] = b.c_fc.weight
-        out[p + "mlp.c_proj.weight"] = b.c_proj.weight
+            out[p + f"attn.{name}.weight"] = Part(b.attn.c_attn.weight, slice(j * n_embd, (j + 1) * n_embd))
+        out[p + "attn.out.weight"] = Part(b.attn.c_proj.weight)
+        out[p + "mlp.c_fc.weight"] = Part(b.c_fc.weight)
+        out[p + "mlp.c_proj.weight"] = Part(b.c_proj.weight)
     return out
 
 
@@ -63,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     mapping = torch_to_netdsl(model, 128)
     assert set(mapping) == set(prog.trainable), set(mapping) ^ set(prog.trainable)
     for name, t in mapping.items():
-        prog.params[name][...] = t.detach().numpy()
+        prog.params[name][...] = t.value()
     from netdsl.runtime.optim import Optimizer
 
     from netdsl.recipe import CallSpec
@@ -84,12 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         opt_t.zero_grad(set_to_none=True)
         loss_t.backward()
         loss_n, grads = prog.loss_and_grads({"tokens": x, "targets": y}, seed=0, update_stats=False)
-        worst = max(((rel(grads[n], t.grad.numpy()), n) for n, t in mapping.items()))
+        worst = max(((rel(grads[n], t.grad()), n) for n, t in mapping.items()))
         print(f"step {step}: loss netdsl {loss_n:.8f} torch {float(loss_t):.8f} (diff {loss_n - float(loss_t):+.2e});"
               f" largest gradient difference {worst[0]:.2e} ({worst[1]})")
         if step == 0:
             for n, t in mapping.items():
-                print(f"    {n:24s} grad rel diff {rel(grads[n], t.grad.numpy()):.2e}")
+                print(f"    {n:24s} grad rel diff {rel(grads[n], t.grad()):.2e}")
         if step == a.steps:
             break
         lr = lr_at(step, 1e-3, 1e-4, 100, 2000)
@@ -98,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             g["lr"] = lr
         opt_t.step()
         norm_n = opt_n.step(grads, lr, 1.0)
-        worst = max(((rel(prog.params[n], t.detach().numpy()), n) for n, t in mapping.items()))
+        worst = max(((rel(prog.params[n], t.value()), n) for n, t in mapping.items()))
         print(f"    after the update (lr {lr:.2e}): grad norm netdsl {norm_n:.6f} torch {norm_t:.6f}; "
               f"largest parameter difference {worst[0]:.2e} ({worst[1]})")
     return 0
