@@ -59,7 +59,11 @@ AUGMENTS: dict[str, tuple[list[str], set[str]]] = {
     "flip": ([], set()),
     "normalize": (["mean", "std"], {"mean", "std"}),
 }
-KEYS = {"data", "optimizer", "schedule", "batch", "epochs", "steps", "val", "augment", "seed", "clip", "every"}
+KEYS = {"data", "optimizer", "schedule", "batch", "epochs", "steps", "val", "augment", "seed", "clip", "every",
+        "sampling"}
+# how training batches are drawn: shuffled epochs (each example once per epoch), or each step independently at
+# random (text: windows at uniformly random offsets of the stream, as nanoGPT's get_batch)
+SAMPLINGS = ("shuffle", "random")
 
 
 @dataclass
@@ -77,6 +81,7 @@ class Recipe:
     seed: int | None = None
     clip: float | None = None
     every: int | None = None
+    sampling: str | None = None
     span: Span | None = None
 
 
@@ -185,6 +190,11 @@ def _set(r: Recipe, key: str, vals: list[Any], entry: ast.TrainEntry, span: Span
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
             raise SpecError(Diagnostic(span, f"'clip' expects a positive number (the gradient norm), found {v!r}"))
         r.clip = float(v)
+    elif key == "sampling":
+        if not isinstance(v, Ident) or v.name not in SAMPLINGS:
+            raise SpecError(Diagnostic(span, f"'sampling' expects {' or '.join(SAMPLINGS)}, found {v}",
+                                       "shuffle: shuffled epochs; random: every batch drawn independently"))
+        r.sampling = v.name
     elif key == "val":
         if isinstance(v, str):
             r.val = v

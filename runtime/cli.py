@@ -57,7 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               optimizer=args.optimizer, schedule=args.schedule, lr=args.lr, val=args.val, seed=args.seed, out=out,
               every=args.every, resume=args.resume, init_from=args.init_from, device=args.device,
               progress=not args.quiet, network=args.network, clip=args.clip, detect_anomaly=args.detect_anomaly,
-              allow_paths=args.allow_path, **_params(args))
+              allow_paths=args.allow_path, sampling=args.sampling, **_params(args))
     except KeyboardInterrupt as exc:
         print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)
         return 130
@@ -118,6 +118,8 @@ def register(sub: Any) -> None:
     p.add_argument("--val", help="validation: a fraction (0.1), 0, or a file")
     p.add_argument("--seed", type=int, help="random seed (initialisation, shuffling, dropout)")
     p.add_argument("--clip", type=float, help="clip gradients to this global norm")
+    p.add_argument("--sampling", choices=["shuffle", "random"],
+                   help="shuffle: shuffled epochs; random: every batch drawn independently (text: random offsets)")
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/SPEC-NAME)")
     p.add_argument("--every", type=int, metavar="N", help="evaluate and checkpoint every N steps (default: each epoch)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")

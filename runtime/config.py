@@ -13,7 +13,7 @@ from typing import Any
 
 from netdsl import ast
 from netdsl.diagnostics import Diagnostic, SpecError
-from netdsl.recipe import AUGMENTS, OPTIMIZERS, SCHEDULES, CallSpec, Recipe, parse_call
+from netdsl.recipe import AUGMENTS, OPTIMIZERS, SAMPLINGS, SCHEDULES, CallSpec, Recipe, parse_call
 
 from .checkpoint import _dec, _enc
 from .data import Dataset, parse_data
@@ -36,20 +36,21 @@ class Config:
     seed: int = 0
     clip: float | None = None
     every: int | None = None
+    sampling: str = "shuffle"  # SAMPLINGS: shuffled epochs, or each batch drawn at random
     defaulted: list[str] = field(default_factory=list)  # settings that came from the defaults
 
     def to_json(self) -> dict[str, Any]:
         return {"data": call_json(self.data), "fields": self.fields, "optimizer": call_json(self.optimizer),
                 "schedule": call_json(self.schedule), "batch": self.batch, "epochs": self.epochs,
                 "steps": self.steps, "val": self.val, "augment": [call_json(a) for a in self.augment],
-                "seed": self.seed, "clip": self.clip, "every": self.every}
+                "seed": self.seed, "clip": self.clip, "every": self.every, "sampling": self.sampling}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Config:
         return cls(call_from(d.get("data")), list(d.get("fields") or []), call_from(d.get("optimizer")),
                    call_from(d.get("schedule")), int(d.get("batch") or 64), d.get("epochs"), d.get("steps"),
                    d.get("val"), [c for c in (call_from(a) for a in d.get("augment") or []) if c is not None],
-                   int(d.get("seed") or 0), d.get("clip"), d.get("every"))
+                   int(d.get("seed") or 0), d.get("clip"), d.get("every"), d.get("sampling") or "shuffle")
 
 
 def call_json(c: CallSpec | None) -> dict[str, Any] | None:
@@ -110,7 +111,7 @@ def resolve(recipe: Recipe | None, base: Config | None, args: dict[str, Any]) ->
     elif recipe is not None:
         c = Config(recipe.data, list(recipe.fields), recipe.optimizer, recipe.schedule, recipe.batch or 0,
                    recipe.epochs, recipe.steps, recipe.val, list(recipe.augment), recipe.seed or 0, recipe.clip,
-                   recipe.every)
+                   recipe.every, recipe.sampling or "shuffle")
         if recipe.seed is None:
             c.seed = -1
     else:
@@ -146,6 +147,10 @@ def resolve(recipe: Recipe | None, base: Config | None, args: dict[str, Any]) ->
         if isinstance(a["clip"], bool) or not isinstance(a["clip"], (int, float)) or a["clip"] <= 0:
             raise SpecError(Diagnostic(None, f"clip must be a positive number, found {a['clip']!r}"))
         c.clip = float(a["clip"])
+    if "sampling" in a:
+        if a["sampling"] not in SAMPLINGS:
+            raise SpecError(Diagnostic(None, f"sampling must be {' or '.join(SAMPLINGS)}, found {a['sampling']!r}"))
+        c.sampling = a["sampling"]
     if "lr" in a:
         lr = a["lr"]
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0:

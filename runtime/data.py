@@ -4,7 +4,10 @@ A `Dataset` is a list of named fields over examples: `Examples` (arrays, example
 token stream cut into next-token windows). `open_dataset` reads a dataset expression (`digits(size=32)`,
 `npz("d.npz", x="a")`, or a bare path whose format is recognised); `split` holds out the validation part;
 `bind` checks the fields against the network's inputs (shapes, integer ids, label ranges) and `Batcher` serves
-shuffled batches as a pure function of (seed, epoch, position), so a resumed run sees exactly the same batches.
+shuffled batches as a pure function of (seed, epoch, position), so a resumed run sees exactly the same batches;
+with `sampling random` each batch is drawn on its own as a pure function of (seed, step): for text, `batch`
+windows at uniformly random offsets of the training stream (nanoGPT's get_batch), otherwise examples drawn
+uniformly with replacement.
 
 Splits: `val 0.1` holds out the *last* 10% of the examples in file order (for text, the last 10% of the
 characters), so "first 8,000 for training, last 2,000 held out" is `val 0.2` on 10,000 examples; `val 0`
@@ -87,6 +90,11 @@ class Windows:
     def take(self, idx: np.ndarray, phase: int = 0) -> list[np.ndarray]:
         starts = np.asarray(idx, dtype=np.int64) * self.seq + phase
         grid = starts[:, None] + np.arange(self.seq)[None, :]
+        return [self.stream[grid], self.stream[grid + 1]]
+
+    def take_at(self, starts: np.ndarray) -> list[np.ndarray]:
+        """The windows starting at these positions of the stream (any offset, not only multiples of seq)."""
+        grid = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(self.seq)[None, :]
         return [self.stream[grid], self.stream[grid + 1]]
 
     def part(self, start: int, stop: int) -> Windows:
@@ -242,9 +250,12 @@ class Bound:
     def __len__(self) -> int:
         return len(self.ds)
 
-    def feeds(self, idx: np.ndarray, phase: int = 0) -> dict[str, np.ndarray]:
+    def feeds(self, idx: np.ndarray, phase: int = 0, starts: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Examples `idx` (windows at stride seq from `phase`), or for text the windows at offsets `starts`."""
+        data = self.ds.data
+        arrays = data.take_at(starts) if starts is not None and isinstance(data, Windows) else data.take(idx, phase)
         out: dict[str, np.ndarray] = {}
-        for name, fl, arr in zip(self.inputs, self.floats, self.ds.data.take(idx, phase), strict=True):
+        for name, fl, arr in zip(self.inputs, self.floats, arrays, strict=True):
             if name is not None:
                 out[name] = np.ascontiguousarray(arr, dtype=np.float32 if fl else np.int64)
         return out
@@ -369,8 +380,10 @@ def check_ranges(bound: Bound, net: Any) -> None:
 class Batcher:
     """Shuffled, seeded batches: epoch e's order is a pure function of (seed, e); nothing else to save."""
 
-    def __init__(self, bound: Bound, batch: int, seed: int, shuffle: bool = True, augment: Any = None) -> None:
+    def __init__(self, bound: Bound, batch: int, seed: int, shuffle: bool = True, augment: Any = None,
+                 sampling: str = "shuffle") -> None:
         self.bound = bound
+        self.sampling = sampling
         self.batch = batch
         self.seed = seed
         self.shuffle = shuffle
@@ -395,10 +408,20 @@ class Batcher:
         self._epoch = epoch
 
     def get(self, epoch: int, pos: int, step: int) -> dict[str, np.ndarray]:
-        """Batch `pos` of epoch `epoch` (the run's global step `step` seeds its augmentation)."""
-        self._prepare(epoch)
-        idx = self._order[pos * self.batch: (pos + 1) * self.batch]
-        feeds = self.bound.feeds(idx, self._phase)
+        """Batch `pos` of epoch `epoch` (the run's global step `step` seeds its augmentation); with sampling
+        random, a batch drawn from (seed, step) alone."""
+        if self.sampling == "random":
+            rng = np.random.default_rng([self.seed, 3, step])
+            data = self.bound.ds.data
+            if isinstance(data, Windows):  # any start whose window and shifted targets fit: [0, len - seq)
+                feeds = self.bound.feeds(np.arange(0), starts=rng.integers(0, len(data.stream) - data.seq,
+                                                                            self.batch))
+            else:
+                feeds = self.bound.feeds(rng.integers(0, len(self.bound), self.batch))
+        else:
+            self._prepare(epoch)
+            idx = self._order[pos * self.batch: (pos + 1) * self.batch]
+            feeds = self.bound.feeds(idx, self._phase)
         if self.augment is not None:
             self.augment.train(feeds, np.random.default_rng([self.seed, 2, step]))
         return feeds

@@ -214,7 +214,7 @@ def train(net_or_path: Any, data: Any = None, epochs: int | None = None, steps: 
           resume: bool = False, init_from: str | Path | None = None, device: str = "cpu", progress: bool = True,
           network: str | None = None, clip: float | None = None, augment: Any = None,
           keep: int = 3, detect_anomaly: bool = False, allow_paths: list[str] | None = None,
-          **params: Any) -> list[dict[str, Any]]:
+          sampling: str | None = None, **params: Any) -> list[dict[str, Any]]:
     """Train a network (a `Net` or a spec path) with its recipe, the arguments overriding its lines.
 
     Returns the history: one dict per evaluation (step, epoch, lr, train_loss, val_loss, val_accuracy or
@@ -225,7 +225,7 @@ def train(net_or_path: Any, data: Any = None, epochs: int | None = None, steps: 
     t_start = time.perf_counter()
     args = {"data": data, "epochs": epochs, "steps": steps, "batch": batch, "optimizer": optimizer,
             "schedule": schedule, "lr": lr, "val": val, "seed": seed, "every": every, "clip": clip,
-            "augment": augment}
+            "augment": augment, "sampling": sampling}
     outdir = Path(out) if out is not None else None
     man: dict[str, Any] | None = None
     arrays: dict[str, np.ndarray] = {}
@@ -259,7 +259,7 @@ def train(net_or_path: Any, data: Any = None, epochs: int | None = None, steps: 
         if man.get("train_examples") != len(s.train):
             raise SpecError(Diagnostic(None, f"{mpath}: the training data changed: {len(s.train):,} examples now, "
                                        f"{man.get('train_examples'):,} when the checkpoint was written"))
-    batcher = Batcher(s.train, cfg.batch, cfg.seed, True, s.augment)
+    batcher = Batcher(s.train, cfg.batch, cfg.seed, True, s.augment, sampling=cfg.sampling)
     vbatcher = Batcher(s.val, cfg.batch, cfg.seed, False, s.augment) if s.val is not None else None
     spe = batcher.steps_per_epoch
     total = cfg.steps if cfg.steps is not None else (cfg.epochs or 1) * spe
@@ -291,7 +291,8 @@ def train(net_or_path: Any, data: Any = None, epochs: int | None = None, steps: 
     span = (f"{cfg.steps:,} steps" if cfg.steps is not None
             else f"{cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''} = {total:,} steps")
     _say(progress, f"  {opt.describe()}, schedule {sched.describe()}, batch {cfg.batch}, {span}, seed {cfg.seed}"
-         + (f", clip {cfg.clip:g}" if cfg.clip else "") + (f", augment {s.augment.text}" if s.augment else ""))
+         + (f", clip {cfg.clip:g}" if cfg.clip else "") + (f", augment {s.augment.text}" if s.augment else "")
+         + (", batches drawn at random" if cfg.sampling == "random" else ""))
     if cfg.defaulted:
         _say(progress, "  defaults (no recipe line or flag for them): " + ", ".join(cfg.defaulted))
     if outdir is not None:

@@ -51,7 +51,7 @@ REQUIRED: Any = _Required()
 @dataclass(frozen=True)
 class Attr:
     name: str
-    kind: str  # int | nonneg | float | prob | bool | pair | pad | axis | ints | weights | layer | any
+    kind: str  # int | nonneg | float | prob | bool | pair | pad | axis | ints | weights | std | stds | layer | any
     default: Any = REQUIRED
     doc: str = ""
 
@@ -197,9 +197,23 @@ def check_attr(op: str, a: Attr, v: Any) -> Any:
         if isinstance(v, list) and _numeric_tensor(v):
             return v
         raise bad("a nested list of numbers (a (kh, kw) kernel or (out, in/groups, kh, kw) weights)")
+    if k in ("std", "stds"):  # an initialiser's standard deviation: N(0, std) weights, zero biases
+        if v is None:
+            return None
+        if _std(v):
+            return float(v)
+        if k == "stds" and isinstance(v, list) and len(v) == 2 and all(_std(x) for x in v):
+            return (float(v[0]), float(v[1]))
+        if k == "stds":
+            raise bad("a standard deviation ≥ 0, or a pair [inputs, out] (q/k/v, then the output projection)")
+        raise bad("a standard deviation (a number ≥ 0)")
     if k == "layer":
         return v
     raise AssertionError(f"unknown attribute kind {k}")
+
+
+def _std(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
 
 
 def _numeric_tensor(v: Any) -> bool:

@@ -3,7 +3,10 @@
 MACs follow torchvision's convention: multiply-accumulates of convolutions, dense layers, attention and
 recurrent matrix products per example; elementwise, pooling and normalisation work is in `extra_flops` only.
 Initialisers follow PyTorch's defaults: conv/dense weights Kaiming-uniform with a = √5 (which is uniform
-±1/√fan_in), biases uniform ±1/√fan_in, embeddings N(0, 1), norms weight 1 and bias 0.
+±1/√fan_in), biases uniform ±1/√fan_in, embeddings N(0, 1), norms weight 1 and bias 0. The layers with weights
+(conv, dense, embedding, positional_embedding, attention) take `std=`: weights drawn from N(0, std) and biases
+zero instead, as GPT-2 and nanoGPT initialise (`dense(n, std=0.02)`); attention's may be a pair
+`std=[a, b]`: a for its q, k, v projections, b for its output projection (nanoGPT's scaled residual init).
 """
 
 from __future__ import annotations
@@ -50,6 +53,16 @@ def _axis(axis: int, rank: int) -> int:
 
 def _uniform_fan_in(fan_in: int) -> tuple[str, float]:
     return ("uniform", 1.0 / math.sqrt(fan_in))
+
+
+def _inits(std: float | None, fan_in: int, default: tuple[str, float]) -> tuple[tuple[str, float], tuple[str, float]]:
+    """(weight, bias) initialisers: the layer's default, or N(0, std) weights and zero biases with `std=`."""
+    if std is None:
+        return default, _uniform_fan_in(fan_in)
+    return ("normal", std), ("const", 0.0)
+
+
+_STD = Attr("std", "std", None, "weights from N(0, std), biases zero (default: PyTorch's initialisation)")
 
 
 # ----------------------------------------------------------------------------- output sizes
@@ -102,6 +115,12 @@ def _tiling_hint(n: int, k: int, s: int, p: int, d: int, kind: str) -> str:
     return "use " + ", or ".join(options) if options else "change the kernel, stride or padding"
 
 
+def _conv_finalize(a: dict[str, Any]) -> dict[str, Any]:
+    if a["std"] is not None and a["weights"] is not None:
+        raise AttrError("std", "has both weights= and std=: fixed weights are not drawn", "drop one of the two")
+    return _same_pads(a)
+
+
 def _same_pads(a: dict[str, Any]) -> dict[str, Any]:
     """pad=same becomes numbers: half the effective kernel, at stride 1, for odd kernels."""
     if a.get("pad") != "same":
@@ -145,7 +164,7 @@ def _conv_params(a: dict[str, Any], ts: list[TensorType]) -> list[ParamDecl]:
     kh, kw = a["kernel"]
     shape = (a["out"], c // a["groups"], kh, kw)
     fan_in = shape[1] * kh * kw
-    init = _uniform_fan_in(fan_in)
+    init, bias_init = _inits(a["std"], fan_in, _uniform_fan_in(fan_in))
     weights = a.get("weights")
     if weights is not None:
         ws = nested_shape(weights)
@@ -157,7 +176,7 @@ def _conv_params(a: dict[str, Any], ts: list[TensorType]) -> list[ParamDecl]:
         init = ("fixed", weights)
     out = [ParamDecl("weight", shape, init, trainable=a["trainable"])]
     if a["bias"]:
-        out.append(ParamDecl("bias", (a["out"],), _uniform_fan_in(fan_in), trainable=a["trainable"]))
+        out.append(ParamDecl("bias", (a["out"],), bias_init, trainable=a["trainable"]))
     return out
 
 
@@ -250,9 +269,10 @@ def _dense_shape(a: dict[str, Any], ts: list[TensorType]) -> TensorType:
 
 def _dense_params(a: dict[str, Any], ts: list[TensorType]) -> list[ParamDecl]:
     d = ts[0].shape[-1]
-    out = [ParamDecl("weight", (a["units"], d), _uniform_fan_in(d))]
+    w_init, b_init = _inits(a["std"], d, _uniform_fan_in(d))
+    out = [ParamDecl("weight", (a["units"], d), w_init)]
     if a["bias"]:
-        out.append(ParamDecl("bias", (a["units"],), _uniform_fan_in(d)))
+        out.append(ParamDecl("bias", (a["units"],), b_init))
     return out
 
 
@@ -384,7 +404,7 @@ def _embedding_shape(a: dict[str, Any], ts: list[TensorType]) -> TensorType:
 
 
 def _embedding_params(a: dict[str, Any], ts: list[TensorType]) -> list[ParamDecl]:
-    return [ParamDecl("weight", (a["vocab"], a["dim"]), ("normal", 1.0))]
+    return [ParamDecl("weight", (a["vocab"], a["dim"]), ("normal", 1.0 if a["std"] is None else a["std"]))]
 
 
 def _unembed_shape(a: dict[str, Any], ts: list[TensorType]) -> TensorType:
@@ -416,7 +436,7 @@ def _posenc_shape(a: dict[str, Any], ts: list[TensorType]) -> TensorType:
 
 
 def _posemb_params(a: dict[str, Any], ts: list[TensorType]) -> list[ParamDecl]:
-    return [ParamDecl("weight", (a["max_len"], ts[0].shape[1]), ("normal", 1.0))]
+    return [ParamDecl("weight", (a["max_len"], ts[0].shape[1]), ("normal", 1.0 if a["std"] is None else a["std"]))]
 
 
 def _attn_types(ts: list[TensorType]) -> tuple[TensorType, TensorType, TensorType]:
@@ -445,11 +465,14 @@ def _attention_shape(a: dict[str, Any], ts: list[TensorType]) -> TensorType:
 def _attention_params(a: dict[str, Any], ts: list[TensorType]) -> list[ParamDecl]:
     q, k, v = _attn_types(ts)
     d = q.shape[1]
+    std = a["std"]
+    stds = (std, std) if not isinstance(std, tuple) else std  # (q, k, v), out
     out = []
     for name, fan_in in (("q", d), ("k", k.shape[1]), ("v", v.shape[1]), ("out", d)):
-        out.append(ParamDecl(f"{name}.weight", (d, fan_in), _uniform_fan_in(fan_in)))
+        w_init, b_init = _inits(stds[name == "out"], fan_in, _uniform_fan_in(fan_in))
+        out.append(ParamDecl(f"{name}.weight", (d, fan_in), w_init))
         if a["bias"]:
-            out.append(ParamDecl(f"{name}.bias", (d,), _uniform_fan_in(fan_in)))
+            out.append(ParamDecl(f"{name}.bias", (d,), b_init))
     return out
 
 
@@ -498,8 +521,8 @@ _OPS: list[OpDef] = [
         "conv", "conv",
         (Attr("out", "int"), Attr("kernel", "pair"), Attr("stride", "pair", 1), _PAD,
          Attr("dilation", "pair", 1), Attr("groups", "int", 1), Attr("bias", "bool", True),
-         Attr("weights", "weights", None), Attr("trainable", "bool", True)),
-        _conv_shape, params=_conv_params, macs=_conv_macs, finalize=_same_pads,
+         Attr("weights", "weights", None), Attr("trainable", "bool", True), _STD),
+        _conv_shape, params=_conv_params, macs=_conv_macs, finalize=_conv_finalize,
         doc="2-D cross-correlation; weight (out, in/groups, kh, kw)",
     ),
     OpDef("maxpool", "pool", (Attr("size", "pair"), Attr("stride", "pair", "=size"), _PAD, Attr("ceil", "bool", False)),
@@ -519,7 +542,7 @@ _OPS: list[OpDef] = [
           _ln_shape, params=_ln_params, extra_flops=_norm_flops, doc="normalises over the last axis"),
     OpDef("dropout", "activation", (Attr("p", "prob"),), _same_float, train_mode=True,
           doc="inverted dropout; identity in eval"),
-    OpDef("dense", "dense", (Attr("units", "int"), Attr("bias", "bool", True)), _dense_shape,
+    OpDef("dense", "dense", (Attr("units", "int"), Attr("bias", "bool", True), _STD), _dense_shape,
           params=_dense_params, macs=_dense_macs, doc="x @ weight.T + bias on the last axis; weight (out, in)"),
     OpDef("flatten", "shape", (), _flatten_shape, extra_flops=lambda a, t, o: 0, doc="[...] -> [N]"),
     OpDef("reshape", "shape", (Attr("shape", "ints"),), _reshape_shape, extra_flops=lambda a, t, o: 0,
@@ -546,16 +569,17 @@ _OPS: list[OpDef] = [
     OpDef("mean", "shape", (Attr("axis", "axis"),), _mean_shape, extra_flops=lambda a, t, o: t[0].size,
           doc="mean over one axis"),
     OpDef("last", "shape", (), _last_shape, extra_flops=lambda a, t, o: 0, doc="the last step of a sequence"),
-    OpDef("embedding", "embed", (Attr("vocab", "int"), Attr("dim", "int")), _embedding_shape,
+    OpDef("embedding", "embed", (Attr("vocab", "int"), Attr("dim", "int"), _STD), _embedding_shape,
           params=_embedding_params, extra_flops=lambda a, t, o: 0, doc="ids -> rows of weight (vocab, dim)"),
     OpDef("unembed", "embed", (Attr("table", "layer"), Attr("vocab", "int", REQUIRED), Attr("dim", "int", REQUIRED)),
           _unembed_shape, macs=_unembed_macs, doc="logits against a let-bound embedding's weight (tying)"),
     OpDef("positional_encoding", "embed", (Attr("max_len", "int"),), _posenc_shape,
           doc="adds sinusoidal positions PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...)"),
-    OpDef("positional_embedding", "embed", (Attr("max_len", "int"),), _positional_shape, params=_posemb_params,
+    OpDef("positional_embedding", "embed", (Attr("max_len", "int"), _STD), _positional_shape, params=_posemb_params,
           doc="adds a learned [max_len, D] table"),
     OpDef("attention", "attention",
-          (Attr("heads", "int"), Attr("causal", "bool", False), Attr("bias", "bool", True)),
+          (Attr("heads", "int"), Attr("causal", "bool", False), Attr("bias", "bool", True),
+           Attr("std", "stds", None, "N(0, std) weights, zero biases; [a, b]: a for q, k, v and b for out")),
           _attention_shape, inputs=(1, 3), params=_attention_params, macs=_attention_macs,
           extra_flops=lambda a, t, o: 5 * a["heads"] * o.shape[0] * _attn_types(t)[1].shape[0],
           doc="multi-head softmax(QK^T/sqrt(d_k))V with q, k, v, out projections"),

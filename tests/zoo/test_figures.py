@@ -202,6 +202,11 @@ def test_gpt_char_defaults_are_nanogpts_cpu_configuration():
     assert r.batch == 12 and r.steps == 2000 and r.val == 0.1
     assert r.optimizer.name == "adamw" and r.optimizer.kwargs["decay_min_rank"] == 2
     assert r.schedule.name == "cosine" and r.schedule.kwargs["min_lr"] == pytest.approx(1e-4)
+    assert r.sampling == "random"  # nanoGPT's get_batch: 12 windows at random offsets every step
+    # nanoGPT's initialisation, in the spec: N(0, 0.02), residual projections N(0, 0.02/√(2·n_layer))
+    inits = {n: p.init for n, p in net.params.items()}
+    assert inits["wte.weight"] == inits["wpe.weight"] == inits["h.0.attn.q.weight"] == ("normal", 0.02)
+    assert inits["h.3.mlp.c_proj.weight"][1] == pytest.approx(0.02 / (2 * 4) ** 0.5, rel=1e-5)
 
 
 def test_char_rnn_writes_its_cell_out():
