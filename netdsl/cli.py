@@ -104,7 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--gradcheck", action="store_true",
                            help="finite-difference check of every node's generated backward (float64)")
             p.add_argument("--batch", type=int, default=2, help="batch size of the gradient check")
-            p.add_argument("--entries", type=int, default=3, help="entries checked per tensor (gradient check)")
+            p.add_argument("--directions", type=int, default=1,
+                           help="random directions checked per tensor (gradient check)")
+            p.add_argument("--entries", type=int, default=3,
+                           help="entries checked one by one in a tensor whose directional check fails")
         if name == "summary":
             p.add_argument("--json", action="store_true", help="print the summary as JSON")
             p.add_argument("--batch", type=int, default=1, help="batch size for memory figures")
@@ -157,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as exc:  # never a bare traceback: a bug report
+    except Exception as exc:  # noqa: BLE001 -- never a bare traceback: a bug report
         print(f"internal error: {type(exc).__name__}: {exc} (this is a bug in netdsl; please report it; "
               "set NETDSL_DEBUG=1 for the traceback)", file=sys.stderr)
         if os.environ.get("NETDSL_DEBUG"):
