@@ -18,12 +18,13 @@ A node's check depends on the gradient arriving at its output, so a wrong backwa
 fail as well. A failing node is *the culprit* when every check of its output's gradient (the probes on its
 users' operands) passes; the others are reported as failing through it.
 
-A difference that fails is re-examined, and skipped (another direction or entry is drawn) when the loss is not
-smooth there: when its two one-sided differences disagree — by more than the discrepancy, or by more than
+A difference that fails is tried again with steps ten and a hundred times smaller (fewer kinks crossed), and
+passes if it passes at either. Otherwise it is skipped (another direction or entry is drawn) when the loss is
+not smooth there: when its two one-sided differences disagree — by more than the discrepancy, or by more than
 0.1 % (a relu or max-pool kink within ±eps; at a max-pool over tied values, such as a window of relu zeros, the
 generated gradient is one valid subgradient and need not match either side) — or when the discrepancy shrinks
-to under a third with a ten times smaller step (many kinks crossed: an early weight of a deep relu network
-moves thousands of units). A wrong gradient at a smooth point keeps its discrepancy at any step.
+to under a third with a smaller step (many kinks crossed: an early weight of a deep relu network moves
+thousands of units). A wrong gradient at a smooth point keeps its discrepancy at every step.
 """
 
 from __future__ import annotations
@@ -278,32 +279,59 @@ def _directions(prog: Any, x: dict[str, Any], base: float, c: Check, p: Any, g: 
     pinned down entry by entry) or when every direction tried crossed a kink."""
     import numpy as np
 
-    old = p.copy()
     passed = tried = 0
     while passed < want and tried < 2 * want + 1:
         tried += 1
         d = rng.standard_normal(p.size)
         d /= np.linalg.norm(d)
         gd = float(g @ d)
-        try:
-            ups = _shifted(prog, x, p, old, d, (eps, -eps))
-            up, down = ups
-            fd = (up - down) / (2 * eps)
-            err = abs(fd - gd)
-            tol = RTOL * (abs(fd) + abs(gd)) + ATOL
-            if err > tol and _rough(prog, x, base, p, old, d, eps, up, down, gd, err):
-                c.skipped += 1
-                continue
-        finally:
-            p[...] = old
+        got = _difference(prog, x, base, p, d, gd, eps)
+        if got is None:
+            c.skipped += 1
+            continue
+        ratio, fd = got
         c.entries += 1
-        ratio = err / tol
         if ratio >= c.worst:
-            c.worst, c.detail = ratio, (-1, float(fd), gd)
+            c.worst, c.detail = ratio, (-1, fd, gd)
         if ratio > 1:
             return False
         passed += 1
     return passed >= want
+
+
+def _difference(prog: Any, x: dict[str, Any], base: float, p: Any, d: Any, gd: float,
+                eps: float) -> tuple[float, float] | None:
+    """(err/tol, fd) of the two-sided difference along d, or None where the loss is not smooth.
+
+    A difference that fails at eps is tried again with steps ten and a hundred times smaller, which cross
+    fewer kinks: it passes if it passes at either. It is not smooth when the one-sided differences at eps
+    disagree (a relu or max-pool kink) or the discrepancy shrinks to under a third at a smaller step (many
+    kinks crossed); otherwise the gradient is wrong: its discrepancy stays at every step."""
+    import numpy as np
+
+    old = p.copy()
+    try:
+        up, down = _shifted(prog, x, p, old, d, (eps, -eps))
+        fd = (up - down) / (2 * eps)
+        err = abs(fd - gd)
+        tol = RTOL * (abs(fd) + abs(gd)) + ATOL
+        if err <= tol:
+            return err / tol, fd
+        fwd, bwd = (up - base) / eps, (base - down) / eps
+        kink = abs(fwd - bwd)
+        noise = 4 * float(np.spacing(abs(base))) / eps  # the loss's rounding, seen through one-sided differences
+        rough = kink >= err or kink > KINK * (abs(fwd) + abs(bwd)) + noise
+        for h in (eps / 10, eps / 100):
+            up2, down2 = _shifted(prog, x, p, old, d, (h, -h))
+            fd2 = (up2 - down2) / (2 * h)
+            err2 = abs(fd2 - gd)
+            tol2 = RTOL * (abs(fd2) + abs(gd)) + ATOL
+            if err2 <= tol2:
+                return err2 / tol2, fd2
+            rough = rough or err2 < err / 3
+        return None if rough else (err / tol, fd)
+    finally:
+        p[...] = old
 
 
 def _shifted(prog: Any, x: dict[str, Any], p: Any, old: Any, d: Any, steps: tuple[float, ...]) -> list[float]:
@@ -315,26 +343,11 @@ def _shifted(prog: Any, x: dict[str, Any], p: Any, old: Any, d: Any, steps: tupl
     return out
 
 
-def _rough(prog: Any, x: dict[str, Any], base: float, p: Any, old: Any, d: Any, eps: float, up: float, down: float,
-           gd: float, err: float) -> bool:
-    """Whether the loss is not smooth within ±eps along d: its one-sided differences disagree (a relu or
-    max-pool kink), or the discrepancy shrinks with a ten times smaller step (many kinks crossed)."""
-    import numpy as np
-
-    fwd, bwd = (up - base) / eps, (base - down) / eps
-    kink = abs(fwd - bwd)
-    noise = 4 * float(np.spacing(abs(base))) / eps  # the loss's rounding, seen through one-sided differences
-    if kink >= err or kink > KINK * (abs(fwd) + abs(bwd)) + noise:
-        return True
-    small = eps / 10
-    up2, down2 = _shifted(prog, x, p, old, d, (small, -small))
-    return abs((up2 - down2) / (2 * small) - gd) < err / 3
-
-
 def _entries(prog: Any, x: dict[str, Any], base: float, c: Check, p: Any, g: Any, eps: float, rng: Any,
              entries: int) -> None:
     """Two-sided differences entry by entry: most where the generated gradient is not zero (a max-pool or relu
-    zeroes many, and a check there says little), one anywhere (a gradient wrongly left at zero)."""
+    zeroes many, and a check there says little), one anywhere (a gradient wrongly left at zero). Up to twice
+    `entries` entries are tried per pool, entries where the loss is not smooth being skipped."""
     import numpy as np
 
     nonzero = np.flatnonzero(g)
@@ -343,7 +356,7 @@ def _entries(prog: Any, x: dict[str, Any], base: float, c: Check, p: Any, g: Any
     for pool, want in ((rng.permutation(nonzero), want_nz), (rng.permutation(p.size), entries)):
         tried = 0
         for i in pool:
-            if counted >= want or tried >= 4 * entries:
+            if counted >= want or tried >= 2 * entries:
                 break
             if i in c.seen:
                 continue
@@ -354,21 +367,14 @@ def _entries(prog: Any, x: dict[str, Any], base: float, c: Check, p: Any, g: Any
 
 def _entry(prog: Any, x: dict[str, Any], base: float, c: Check, p: Any, g: Any, i: int, eps: float) -> int:
     """One entry's two-sided difference; 1 when it counts, 0 when skipped (the loss is not smooth there)."""
-    d = _unit(p.size, i)
-    old = p.copy()
-    up, down = _shifted(prog, x, p, old, d, (eps, -eps))
-    fd = (up - down) / (2 * eps)
-    err = abs(fd - g[i])
-    tol = RTOL * (abs(fd) + abs(g[i])) + ATOL
-    if err > tol and _rough(prog, x, base, p, old, d, eps, up, down, float(g[i]), err):
-        p[...] = old
+    got = _difference(prog, x, base, p, _unit(p.size, i), float(g[i]), eps)
+    if got is None:
         c.skipped += 1
         return 0
-    p[...] = old
+    ratio, fd = got
     c.entries += 1
-    ratio = err / tol
     if ratio >= c.worst or (c.detail is not None and c.detail[0] < 0 and ratio > 1):
-        c.worst, c.detail = max(ratio, c.worst), (i, float(fd), float(g[i]))
+        c.worst, c.detail = max(ratio, c.worst), (i, fd, float(g[i]))
     return 1
 
 
