@@ -292,12 +292,15 @@ class Program:
         backward = self.net.ir.loss is not None
         c = self._get(backward, backward, (), profile=True)
 
+        sync = getattr(self, "synchronize", lambda: None)  # a device's queued work is part of its step
+
         def plain() -> float:  # one step as a caller runs it (the two schedules share the arena)
             t = time.perf_counter()
             if backward:
                 self.step_grads(inputs, update_stats=False)
             else:
                 self.forward(inputs)
+            sync()
             return time.perf_counter() - t
 
         one = min(plain() for _ in range(max(1, warmup)))
