@@ -7,12 +7,14 @@ summed over the batch — and two-sided differences of the train-mode loss in δ
 into a copy of the IR and lowered with two temporary rules (`add_forward`/`add_backward` kernels); the
 network's own IR, rules and kernels are untouched.
 
-Each tensor (a parameter or a probe) is checked along a random unit direction d: two forwards give
-(L(p + eps·d) − L(p − eps·d)) / 2eps, compared with g·d. A deep network has hundreds of tensors, and one
-direction per tensor costs two forwards where an entry-by-entry check costs two per entry. Only a tensor whose
-directional check fails is examined entry by entry (a few two-sided differences, most where the generated
-gradient is not zero, one anywhere), to name the entry that is wrong; so is a tensor where every direction
-tried crosses a kink (at a max-pool over tied values, every direction does).
+Each node's tensors (its parameters and the probes on its operands) are checked together along a random
+direction d (a unit direction in each tensor, scaled by 1/√count): two forwards give
+(L(p + eps·d) − L(p − eps·d)) / 2eps, compared with g·d. A deep network has hundreds of nodes, and one
+direction per node costs two forwards where an entry-by-entry check costs two per entry of every tensor. Only
+where that fails are the node's tensors checked one by one, each along its own random direction, and a tensor
+that fails again entry by entry (a few two-sided differences, most where the generated gradient is not zero,
+one anywhere), to name the entry that is wrong; so is a tensor where every direction tried crosses a kink (at
+a max-pool over tied values, every direction does).
 
 A node's check depends on the gradient arriving at its output, so a wrong backward makes every node upstream
 fail as well. A failing node is *the culprit* when every check of its output's gradient (the probes on its
@@ -241,9 +243,9 @@ def gradcheck(net: Any, batch: int = 2, entries: int = 3, eps: float = EPS, seed
               progress: Any = None, directions: int = 1) -> Report:
     """Check every node's backward (see the module's docstring). Raises SpecError when the spec has no loss.
 
-    Each tensor is checked along `directions` random unit directions (two forwards each); only a tensor whose
-    directional check fails at a smooth point, or where every direction tried crosses a kink, is checked entry
-    by entry (up to `entries` entries, two forwards each) to name the entry that is wrong."""
+    Each node's tensors are checked together along `directions` random directions (two forwards each); where
+    that fails, tensor by tensor; a tensor whose own check fails at a smooth point, or where every direction
+    tried crosses a kink, entry by entry (up to `entries` entries, two forwards each), naming the entry."""
     import numpy as np
 
     import netdsl
@@ -260,48 +262,62 @@ def gradcheck(net: Any, batch: int = 2, entries: int = 3, eps: float = EPS, seed
         prog = netdsl.compile(copy, batch=batch, dtype="float64", fuse=fuse)
         _, grads = prog.loss_and_grads(x, seed=0, update_stats=False)
         base = prog.loss(x, train=True)
-        for k, c in enumerate(checks.values()):
+        groups: dict[int, list[Check]] = {}  # a node's tensors: its parameters and the probes on its operands
+        for c in checks.values():
+            groups.setdefault(c.node, []).append(c)
+        done = 0
+        for group in groups.values():
             if progress is not None:
-                progress(k, len(checks), c)
-            p = prog.params[c.tensor].reshape(-1)
-            g = grads[c.tensor].reshape(-1)
-            if _directions(prog, x, base, c, p, g, eps, rng, directions):
+                progress(done, len(checks), group[0])
+            done += len(group)
+            flat = [(prog.params[c.tensor].reshape(-1), grads[c.tensor].reshape(-1)) for c in group]
+            if len(group) > 1 and _directions(prog, x, base, group, flat, eps, rng, directions):
                 continue
-            _entries(prog, x, base, c, p, g, eps, rng, entries)
+            for c, (p, g) in zip(group, flat, strict=True):
+                if _directions(prog, x, base, [c], [(p, g)], eps, rng, directions):
+                    continue
+                _entries(prog, x, base, c, p, g, eps, rng, entries)
     results = _attribute(net, checks)
     return Report(net, batch, entries, eps, results, time.perf_counter() - t0, directions)
 
 
-def _directions(prog: Any, x: dict[str, Any], base: float, c: Check, p: Any, g: Any, eps: float, rng: Any,
-                want: int) -> bool:
-    """Two-sided differences along random unit directions d: (L(p + eps·d) − L(p − eps·d)) / 2eps against g·d.
-    True when `want` directions passed; False when one failed at a smooth point (a wrong gradient, to be
-    pinned down entry by entry) or when every direction tried crossed a kink."""
+def _directions(prog: Any, x: dict[str, Any], base: float, cs: list[Check], flat: list[tuple[Any, Any]],
+                eps: float, rng: Any, want: int) -> bool:
+    """Two-sided differences along random directions d over the tensors `flat` ((values, gradient) pairs, all
+    moved at once, a unit direction in each scaled by 1/√count): (L(p + eps·d) − L(p − eps·d)) / 2eps against
+    g·d. True when `want` directions passed; False when one failed at a smooth point (a wrong gradient, to be
+    pinned down tensor by tensor, then entry by entry) or when every direction tried crossed a kink."""
     import numpy as np
 
     passed = tried = 0
     while passed < want and tried < 2 * want + 1:
         tried += 1
-        d = rng.standard_normal(p.size)
-        d /= np.linalg.norm(d)
-        gd = float(g @ d)
-        got = _difference(prog, x, base, p, d, gd, eps)
+        ds = []
+        for p, _ in flat:
+            d = rng.standard_normal(p.size)
+            ds.append(d / (np.linalg.norm(d) * math.sqrt(len(flat))))
+        gd = sum(float(g @ d) for (_, g), d in zip(flat, ds, strict=True))
+        got = _difference(prog, x, base, [(p, d) for (p, _), d in zip(flat, ds, strict=True)], gd, eps)
         if got is None:
-            c.skipped += 1
+            cs[0].skipped += 1
             continue
         ratio, fd = got
-        c.entries += 1
-        if ratio >= c.worst:
-            c.worst, c.detail = ratio, (-1, fd, gd)
+        if ratio > 1 and len(cs) > 1:
+            return False  # which of the tensors is wrong: each is checked on its own
+        for c in cs:
+            c.entries += 1
+            if ratio >= c.worst:
+                c.worst, c.detail = ratio, (-1, fd, gd)
         if ratio > 1:
             return False
         passed += 1
     return passed >= want
 
 
-def _difference(prog: Any, x: dict[str, Any], base: float, p: Any, d: Any, gd: float,
+def _difference(prog: Any, x: dict[str, Any], base: float, moves: list[tuple[Any, Any]], gd: float,
                 eps: float) -> tuple[float, float] | None:
-    """(err/tol, fd) of the two-sided difference along d, or None where the loss is not smooth.
+    """(err/tol, fd) of the two-sided difference moving each tensor p along its d, or None where the loss is
+    not smooth.
 
     A difference that fails at eps is tried again with steps ten and a hundred times smaller, which cross
     fewer kinks: it passes if it passes at either. It is not smooth when the one-sided differences at eps
@@ -309,9 +325,9 @@ def _difference(prog: Any, x: dict[str, Any], base: float, p: Any, d: Any, gd: f
     kinks crossed); otherwise the gradient is wrong: its discrepancy stays at every step."""
     import numpy as np
 
-    old = p.copy()
+    olds = [p.copy() for p, _ in moves]
     try:
-        up, down = _shifted(prog, x, p, old, d, (eps, -eps))
+        up, down = _shifted(prog, x, moves, olds, (eps, -eps))
         fd = (up - down) / (2 * eps)
         err = abs(fd - gd)
         tol = RTOL * (abs(fd) + abs(gd)) + ATOL
@@ -322,7 +338,7 @@ def _difference(prog: Any, x: dict[str, Any], base: float, p: Any, d: Any, gd: f
         noise = 4 * float(np.spacing(abs(base))) / eps  # the loss's rounding, seen through one-sided differences
         rough = kink >= err or kink > KINK * (abs(fwd) + abs(bwd)) + noise
         for h in (eps / 10, eps / 100):
-            up2, down2 = _shifted(prog, x, p, old, d, (h, -h))
+            up2, down2 = _shifted(prog, x, moves, olds, (h, -h))
             fd2 = (up2 - down2) / (2 * h)
             err2 = abs(fd2 - gd)
             tol2 = RTOL * (abs(fd2) + abs(gd)) + ATOL
@@ -331,15 +347,19 @@ def _difference(prog: Any, x: dict[str, Any], base: float, p: Any, d: Any, gd: f
             rough = rough or err2 < err / 3
         return None if rough else (err / tol, fd)
     finally:
-        p[...] = old
+        for (p, _), old in zip(moves, olds, strict=True):
+            p[...] = old
 
 
-def _shifted(prog: Any, x: dict[str, Any], p: Any, old: Any, d: Any, steps: tuple[float, ...]) -> list[float]:
+def _shifted(prog: Any, x: dict[str, Any], moves: list[tuple[Any, Any]], olds: list[Any],
+             steps: tuple[float, ...]) -> list[float]:
     out = []
     for h in steps:
-        p[...] = old + h * d
+        for (p, d), old in zip(moves, olds, strict=True):
+            p[...] = old + h * d
         out.append(prog.loss(x, train=True))
-    p[...] = old
+    for (p, _), old in zip(moves, olds, strict=True):
+        p[...] = old
     return out
 
 
@@ -367,7 +387,7 @@ def _entries(prog: Any, x: dict[str, Any], base: float, c: Check, p: Any, g: Any
 
 def _entry(prog: Any, x: dict[str, Any], base: float, c: Check, p: Any, g: Any, i: int, eps: float) -> int:
     """One entry's two-sided difference; 1 when it counts, 0 when skipped (the loss is not smooth there)."""
-    got = _difference(prog, x, base, p, _unit(p.size, i), float(g[i]), eps)
+    got = _difference(prog, x, base, [(p, _unit(p.size, i))], float(g[i]), eps)
     if got is None:
         c.skipped += 1
         return 0
@@ -444,8 +464,9 @@ def _spec(n: Node) -> str:
 def format_report(rep: Report) -> str:
     net = rep.net
     lines = [(f"gradcheck {net.name} ({net.source}): float64, batch {rep.batch}, two-sided differences with eps "
-             f"{rep.eps:g} along {rep.directions} random direction(s) per tensor (up to {rep.entries} entries one "
-             f"by one where that fails); a difference passes when |fd − g| ≤ {RTOL:g}·(|fd| + |g|) + {ATOL:g}")]
+             f"{rep.eps:g} along {rep.directions} random direction(s) per node (its tensors moved together; where "
+             f"that fails, tensor by tensor, then up to {rep.entries} entries one by one); a difference passes "
+             f"when |fd − g| ≤ {RTOL:g}·(|fd| + |g|) + {ATOL:g}")]
     rows = [r for r in rep.nodes if r.status != "unchecked"]
     w = max([len(r.node.name) + len(r.node.op) + 3 for r in rows] + [4])
     lines.append(f"  {'':<4} {'err/tol':>8} {'|fd − g|':>9}  {'node':<{w}}  {'checked':<26}  spec")
