@@ -73,6 +73,7 @@ class Compiled:
     params: list[np.ndarray]
     grads: list[np.ndarray | None]
     calls: list[Any]  # in emission order (what PROF indexes in a profiling build)
+    labels: list[Any] | None = None  # (cross_entropy node, label input node, its buffer, classes), found once
 
 
 class Program:
@@ -223,19 +224,21 @@ class Program:
         return n
 
     def _check_labels(self, c: Compiled, n: int) -> None:
-        for node in self.net.ir:
-            if node.op == "cross_entropy" and node.inputs[1].node in self.net.ir.inputs.values():
-                label_node = self.net.ir.node(node.inputs[1].node)
-                b = c.sched.inputs.get(label_node.attrs["name"])
-                if b is None:
-                    continue
-                labels = self._views(c, n)[c.slots.view(b)]
-                vocab = self.net.ir.type_of(node.inputs[0]).shape[-1]
-                ok = (labels == node.attrs["ignore"]) | ((labels >= 0) & (labels < vocab))
-                if not ok.all():
-                    bad = labels[~ok].flat[0]
-                    raise SpecError(Diagnostic(node.span, f"label {bad} is out of range for {vocab} classes "
-                                               f"(input {label_node.attrs['name']!r})"))
+        if c.labels is None:  # which inputs are class labels, found once per schedule (not every step)
+            c.labels = []
+            for node in self.net.ir:
+                if node.op == "cross_entropy" and node.inputs[1].node in self.net.ir.inputs.values():
+                    label_node = self.net.ir.node(node.inputs[1].node)
+                    b = c.sched.inputs.get(label_node.attrs["name"])
+                    if b is not None:
+                        c.labels.append((node, label_node, b, self.net.ir.type_of(node.inputs[0]).shape[-1]))
+        for node, label_node, b, vocab in c.labels:
+            labels = self._views(c, n)[c.slots.view(b)]
+            ok = (labels == node.attrs["ignore"]) | ((labels >= 0) & (labels < vocab))
+            if not ok.all():
+                bad = labels[~ok].flat[0]
+                raise SpecError(Diagnostic(node.span, f"label {bad} is out of range for {vocab} classes "
+                                           f"(input {label_node.attrs['name']!r})"))
 
     def _run(self, c: Compiled, n: int, train: bool, update: bool, seed: int, step: int, backward: bool) -> None:
         views = self._views(c, n)
@@ -283,11 +286,19 @@ class Program:
             return loss, {k: self._views(c, n)[c.slots.view(b)] for k, b in c.sched.outputs.items()}
         return loss
 
-    def profile(self, inputs: dict[str, Any], steps: int = 10, warmup: int = 2) -> list[dict[str, Any]]:
+    def profile(self, inputs: dict[str, Any], steps: int | None = None, warmup: int = 2,
+                budget: float = 1.0) -> list[dict[str, Any]]:
         """Time every kernel call of the training step (or the forward pass when there is no loss).
 
         Returns one row per call in program order: kernel, node name, spec location and text, seconds per
-        step, and FLOPs per step of the node (for GFLOP/s). The overhead row is the rest of the step time.
+        step, and FLOPs per step of the node (for GFLOP/s); then the overhead row, the rest of the step time
+        (it also carries `steps`, how many steps were timed).
+
+        Each call's time is its median over the profiled steps less the timer's own cost; the step time is the
+        median of plain (untimed) steps as `step_grads` (or `forward`) runs them, in rounds alternating with
+        the profiled ones, so that neither a preempted step nor a change in the machine's load meanwhile skews
+        the figures.
+        `steps` defaults to as many as fit in about `budget` seconds (5 to 200).
         """
         import time
 
@@ -295,24 +306,51 @@ class Program:
 
         backward = self.net.ir.loss is not None
         c = self._get(backward, backward, (), profile=True)
+
+        sync = getattr(self, "synchronize", lambda: None)  # a device's queued work is part of its step
+
+        def plain() -> float:  # one step as a caller runs it (the two schedules share the arena)
+            t = time.perf_counter()
+            if backward:
+                self.step_grads(inputs, update_stats=False)
+            else:
+                self.forward(inputs)
+            sync()
+            return time.perf_counter() - t
+
+        one = min(plain() for _ in range(max(1, warmup)))
         n = self._feed(c, inputs)
         for i in range(warmup):
             self._run(c, n, backward, False, 0, i, backward)
+        if steps is None:
+            steps = int(min(200, max(5, budget / max(one, 1e-9) / 2)))
         prof = c.module.PROF
-        prof[:] = [0.0] * len(prof)
-        t0 = time.perf_counter()
-        for i in range(steps):
-            self._run(c, n, backward, False, 0, i, backward)
-        total = (time.perf_counter() - t0) / steps
+        # rounds of profiled steps, then plain ones: each round's first step of either kind (cold after the
+        # other schedule ran) is not counted
+        rounds = min(5, max(1, steps // 10))
+        per_call: list[list[float]] = []
+        plain_times: list[float] = []
+        for r in range(rounds):
+            count = steps // rounds + (1 if r < steps % rounds else 0)
+            n = self._feed(c, inputs)
+            for i in range(count + 1):
+                prof[:] = [0.0] * len(prof)
+                self._run(c, n, backward, False, 0, i, backward)
+                if i:
+                    per_call.append(list(prof))
+            times = [plain() for _ in range(count + 1)]
+            plain_times.extend(times[1:])
+        step = float(np.median(plain_times))
+        secs = np.maximum(0.0, np.median(per_call, axis=0) - _timer_cost())
         rows = []
-        for call, secs in zip(c.calls, prof, strict=True):
+        for call, s in zip(c.calls, secs, strict=True):
             node = call.node
             where = f"{node.span.file}:{node.span.line}" if node is not None and node.span is not None else ""
             rows.append({"kernel": call.fn, "node": node.name if node is not None else "", "where": where,
                          "source": source_text(node) if node is not None else "", "note": call.note,
-                         "seconds": secs / steps})
+                         "seconds": float(s)})
         rows.append({"kernel": "(overhead)", "node": "", "where": "", "source": "", "note": "",
-                     "seconds": max(0.0, total - sum(r["seconds"] for r in rows))})
+                     "seconds": max(0.0, step - sum(r["seconds"] for r in rows)), "steps": steps})
         return rows
 
     def detect_anomaly(self, inputs: dict[str, Any], seed: int = 0, step: int = 0) -> dict[str, Any] | None:
@@ -365,3 +403,18 @@ class Program:
 
     def __repr__(self) -> str:
         return f"<Program {self.net.name} batch≤{self.batch} {self.dtype} on {self.device}>"
+
+
+def _timer_cost(repeats: int = 2000) -> float:
+    """What the profiling build's timer adds to each call's time: `_t = _clock()` … `PROF[i] += _clock() - _t`
+    around nothing (the median of many)."""
+    from time import perf_counter as _clock
+
+    prof = [0.0]
+    samples = np.zeros(repeats)
+    for k in range(repeats):
+        prof[0] = 0.0
+        _t = _clock()
+        prof[0] += _clock() - _t
+        samples[k] = prof[0]
+    return float(np.median(samples))

@@ -104,7 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--gradcheck", action="store_true",
                            help="finite-difference check of every node's generated backward (float64)")
             p.add_argument("--batch", type=int, default=2, help="batch size of the gradient check")
-            p.add_argument("--entries", type=int, default=3, help="entries checked per tensor (gradient check)")
+            p.add_argument("--directions", type=int, default=1,
+                           help="random directions checked per node (gradient check)")
+            p.add_argument("--entries", type=int, default=3,
+                           help="entries checked one by one in a tensor whose own directional check fails")
         if name == "summary":
             p.add_argument("--json", action="store_true", help="print the summary as JSON")
             p.add_argument("--batch", type=int, default=1, help="batch size for memory figures")

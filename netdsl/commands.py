@@ -52,7 +52,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_profile(prog: Any, net: Any, batch: int, steps: int = 10) -> None:
+def print_profile(prog: Any, net: Any, batch: int, steps: int | None = None) -> None:
     """Per-kernel time, share and GFLOP/s next to the spec line (like `caffe time`)."""
     import numpy as np
 
@@ -70,13 +70,14 @@ def print_profile(prog: Any, net: Any, batch: int, steps: int = 10) -> None:
     rows = prog.profile(feeds, steps=steps)
     total = sum(r["seconds"] for r in rows)
     flops = {n.name: node_flops(net.ir, n) for n in net.ir}
-    print(f"profile of one {'training' if net.ir.loss is not None else 'forward'} step at batch {batch} "
-          f"({steps} steps): {total * 1e3:.3f} ms")
-    print(f"{'ms':>9} {'share':>6} {'GFLOP/s':>8}  {'kernel':<34} {'layer':<20} spec")
+    print(f"profile of one {'training' if net.ir.loss is not None else 'forward'} step at batch {batch}: "
+          f"{total * 1e3:.3f} ms (medians over {rows[-1]['steps']} steps; overhead: the step's time outside the "
+          "kernels)")
+    print(f"{'ms':>10} {'share':>6} {'GFLOP/s':>8}  {'kernel':<34} {'layer':<20} spec")
     for r in rows:
         fwd = r["kernel"].endswith("_forward") and r["note"] == ""
         gf = f"{flops.get(r['node'], 0) * batch / r['seconds'] / 1e9:8.2f}" if fwd and r["seconds"] > 0 else " " * 8
-        print(f"{r['seconds'] * 1e3:9.3f} {r['seconds'] / total:6.1%} {gf}  {r['kernel']:<34} {r['node'][:20]:<20} "
+        print(f"{r['seconds'] * 1e3:10.4f} {r['seconds'] / total:6.1%} {gf}  {r['kernel']:<34} {r['node'][:20]:<20} "
               f"{r['where']} {r['source']}")
 
 

@@ -30,7 +30,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
     if args.show < 0:
         raise UsageError(f"--show must be at least 0, found {args.show}")
     r = decode_checkpoint(args.spec, args.checkpoint, data=args.data, network=args.network, batch=args.batch,
-                          device=args.device, show=0 if args.json else args.show, **parse_set(args.set))
+                          device=args.device, show=0 if args.json else args.show, allow_paths=args.allow_path,
+                          **parse_set(args.set))
     if args.json:
         print(json.dumps({k: r[k] for k in ("token_accuracy", "sequence_accuracy", "examples")}))
         return 0
@@ -49,6 +50,7 @@ def register(sub: Any) -> None:
     p.add_argument("spec", help="the .net file")
     p.add_argument("--set", action="append", metavar="K=V", help="override a network parameter")
     p.add_argument("--network", help="the network to use when the file holds several")
+    p.add_argument("--allow-path", action="append", metavar="DIR", help="allow imports from this directory")
     p.add_argument("--checkpoint", required=True, help="a checkpoint file or a run directory (its latest)")
     p.add_argument("--data", help="decode this dataset (all of it) instead of the run's validation split")
     p.add_argument("--batch", type=int, help="batch size (default: the run's)")

@@ -7,16 +7,26 @@ summed over the batch — and two-sided differences of the train-mode loss in δ
 into a copy of the IR and lowered with two temporary rules (`add_forward`/`add_backward` kernels); the
 network's own IR, rules and kernels are untouched.
 
+Each node's tensors (its parameters and the probes on its operands) are checked together along a random
+direction d (a unit direction in each tensor, scaled by 1/√count): two forwards give
+(L(p + eps·d) − L(p − eps·d)) / 2eps, compared with g·d. A deep network has hundreds of nodes, and one
+direction per node costs two forwards where an entry-by-entry check costs two per entry of every tensor. Only
+where that fails are the node's tensors checked one by one, each along its own random direction, and a tensor
+that fails again entry by entry (a few two-sided differences, most where the generated gradient is not zero,
+one anywhere), to name the entry that is wrong; so is a tensor where every direction tried crosses a kink (at
+a max-pool over tied values, every direction does).
+
 A node's check depends on the gradient arriving at its output, so a wrong backward makes every node upstream
 fail as well. A failing node is *the culprit* when every check of its output's gradient (the probes on its
 users' operands) passes; the others are reported as failing through it.
 
-An entry that fails is re-examined, and skipped (another entry is drawn) when the loss is not smooth there:
-when its two one-sided differences disagree — by more than the discrepancy, or by more than 0.1 % (a relu or
-max-pool kink within ±eps; at a max-pool over tied values, such as a window of relu zeros, the generated
-gradient is one valid subgradient and need not match either side) — or when the discrepancy shrinks to under
-a third with a ten times smaller step (many kinks crossed: an early weight of a deep relu network moves
-thousands of units). A wrong gradient at a smooth point keeps its discrepancy at any step.
+A difference that fails is tried again with steps ten and a hundred times smaller (fewer kinks crossed), and
+passes if it passes at either. Otherwise it is skipped (another direction or entry is drawn) when the loss is
+not smooth there: when its two one-sided differences disagree — by more than the discrepancy, or by more than
+0.1 % (a relu or max-pool kink within ±eps; at a max-pool over tied values, such as a window of relu zeros, the
+generated gradient is one valid subgradient and need not match either side) — or when the discrepancy shrinks
+to under a third with a smaller step (many kinks crossed: an early weight of a deep relu network moves
+thousands of units). A wrong gradient at a smooth point keeps its discrepancy at every step.
 """
 
 from __future__ import annotations
@@ -79,6 +89,7 @@ class Report:
     eps: float
     nodes: list[NodeResult]
     seconds: float = 0.0
+    directions: int = 1
 
     @property
     def failed(self) -> list[NodeResult]:
@@ -229,8 +240,12 @@ def feeds(net: Any, batch: int, seed: int = 0) -> dict[str, Any]:
 
 
 def gradcheck(net: Any, batch: int = 2, entries: int = 3, eps: float = EPS, seed: int = 0, fuse: bool = True,
-              progress: Any = None) -> Report:
-    """Check every node's backward (see the module's docstring). Raises SpecError when the spec has no loss."""
+              progress: Any = None, directions: int = 1) -> Report:
+    """Check every node's backward (see the module's docstring). Raises SpecError when the spec has no loss.
+
+    Each node's tensors are checked together along `directions` random directions (two forwards each); where
+    that fails, tensor by tensor; a tensor whose own check fails at a smooth point, or where every direction
+    tried crosses a kink, entry by entry (up to `entries` entries, two forwards each), naming the entry."""
     import numpy as np
 
     import netdsl
@@ -247,65 +262,148 @@ def gradcheck(net: Any, batch: int = 2, entries: int = 3, eps: float = EPS, seed
         prog = netdsl.compile(copy, batch=batch, dtype="float64", fuse=fuse)
         _, grads = prog.loss_and_grads(x, seed=0, update_stats=False)
         base = prog.loss(x, train=True)
-        for k, c in enumerate(checks.values()):
+        groups: dict[int, list[Check]] = {}  # a node's tensors: its parameters and the probes on its operands
+        for c in checks.values():
+            groups.setdefault(c.node, []).append(c)
+        done = 0
+        for group in groups.values():
             if progress is not None:
-                progress(k, len(checks), c)
-            p = prog.params[c.tensor].reshape(-1)
-            g = grads[c.tensor].reshape(-1)
-            # most entries where the generated gradient is not zero (a max-pool or relu zeroes many, and a
-            # check there says little), one anywhere (a gradient wrongly left at zero)
-            nonzero = np.flatnonzero(g)
-            want_nz = min(entries - 1 if entries > 1 else entries, nonzero.size)
-            for pool, want in ((rng.permutation(nonzero), want_nz), (rng.permutation(p.size), entries)):
-                tried = 0
-                for i in pool:
-                    if c.entries >= want or tried >= 4 * entries:
-                        break
-                    if i in c.seen:
-                        continue
-                    tried += 1
-                    c.seen.add(int(i))
-                    _entry(prog, x, base, c, p, g, int(i), eps)
+                progress(done, len(checks), group[0])
+            done += len(group)
+            flat = [(prog.params[c.tensor].reshape(-1), grads[c.tensor].reshape(-1)) for c in group]
+            if len(group) > 1 and _directions(prog, x, base, group, flat, eps, rng, directions):
+                continue
+            for c, (p, g) in zip(group, flat, strict=True):
+                if _directions(prog, x, base, [c], [(p, g)], eps, rng, directions):
+                    continue
+                _entries(prog, x, base, c, p, g, eps, rng, entries)
     results = _attribute(net, checks)
-    return Report(net, batch, entries, eps, results, time.perf_counter() - t0)
+    return Report(net, batch, entries, eps, results, time.perf_counter() - t0, directions)
 
 
-def _entry(prog: Any, x: dict[str, Any], base: float, c: Check, p: Any, g: Any, i: int, eps: float) -> None:
+def _directions(prog: Any, x: dict[str, Any], base: float, cs: list[Check], flat: list[tuple[Any, Any]],
+                eps: float, rng: Any, want: int) -> bool:
+    """Two-sided differences along random directions d over the tensors `flat` ((values, gradient) pairs, all
+    moved at once, a unit direction in each scaled by 1/√count): (L(p + eps·d) − L(p − eps·d)) / 2eps against
+    g·d. True when `want` directions passed; False when one failed at a smooth point (a wrong gradient, to be
+    pinned down tensor by tensor, then entry by entry) or when every direction tried crossed a kink."""
     import numpy as np
 
-    old = p[i]
-    p[i] = old + eps
-    up = prog.loss(x, train=True)
-    p[i] = old - eps
-    down = prog.loss(x, train=True)
-    p[i] = old
-    fd = (up - down) / (2 * eps)
-    err = abs(fd - g[i])
-    tol = RTOL * (abs(fd) + abs(g[i])) + ATOL
-    if err > tol:
+    passed = tried = 0
+    while passed < want and tried < 2 * want + 1:
+        tried += 1
+        ds = []
+        for p, _ in flat:
+            d = rng.standard_normal(p.size)
+            ds.append(d / (np.linalg.norm(d) * math.sqrt(len(flat))))
+        gd = sum(float(g @ d) for (_, g), d in zip(flat, ds, strict=True))
+        got = _difference(prog, x, base, [(p, d) for (p, _), d in zip(flat, ds, strict=True)], gd, eps)
+        if got is None:
+            cs[0].skipped += 1
+            continue
+        ratio, fd = got
+        if ratio > 1 and len(cs) > 1:
+            return False  # which of the tensors is wrong: each is checked on its own
+        for c in cs:
+            c.entries += 1
+            if ratio >= c.worst:
+                c.worst, c.detail = ratio, (-1, fd, gd)
+        if ratio > 1:
+            return False
+        passed += 1
+    return passed >= want
+
+
+def _difference(prog: Any, x: dict[str, Any], base: float, moves: list[tuple[Any, Any]], gd: float,
+                eps: float) -> tuple[float, float] | None:
+    """(err/tol, fd) of the two-sided difference moving each tensor p along its d, or None where the loss is
+    not smooth.
+
+    A difference that fails at eps is tried again with steps ten and a hundred times smaller, which cross
+    fewer kinks: it passes if it passes at either. It is not smooth when the one-sided differences at eps
+    disagree (a relu or max-pool kink) or the discrepancy shrinks to under a third at a smaller step (many
+    kinks crossed); otherwise the gradient is wrong: its discrepancy stays at every step."""
+    import numpy as np
+
+    olds = [p.copy() for p, _ in moves]
+    try:
+        up, down = _shifted(prog, x, moves, olds, (eps, -eps))
+        fd = (up - down) / (2 * eps)
+        err = abs(fd - gd)
+        tol = RTOL * (abs(fd) + abs(gd)) + ATOL
+        if err <= tol:
+            return err / tol, fd
         fwd, bwd = (up - base) / eps, (base - down) / eps
         kink = abs(fwd - bwd)
         noise = 4 * float(np.spacing(abs(base))) / eps  # the loss's rounding, seen through one-sided differences
-        if kink >= err or kink > KINK * (abs(fwd) + abs(bwd)) + noise or _converges(prog, x, p, g, i, eps, err):
-            c.skipped += 1  # not smooth within ±eps (relu or max-pool kinks): the difference says nothing here
-            return
+        rough = kink >= err or kink > KINK * (abs(fwd) + abs(bwd)) + noise
+        for h in (eps / 10, eps / 100):
+            up2, down2 = _shifted(prog, x, moves, olds, (h, -h))
+            fd2 = (up2 - down2) / (2 * h)
+            err2 = abs(fd2 - gd)
+            tol2 = RTOL * (abs(fd2) + abs(gd)) + ATOL
+            if err2 <= tol2:
+                return err2 / tol2, fd2
+            rough = rough or err2 < err / 3
+        return None if rough else (err / tol, fd)
+    finally:
+        for (p, _), old in zip(moves, olds, strict=True):
+            p[...] = old
+
+
+def _shifted(prog: Any, x: dict[str, Any], moves: list[tuple[Any, Any]], olds: list[Any],
+             steps: tuple[float, ...]) -> list[float]:
+    out = []
+    for h in steps:
+        for (p, d), old in zip(moves, olds, strict=True):
+            p[...] = old + h * d
+        out.append(prog.loss(x, train=True))
+    for (p, _), old in zip(moves, olds, strict=True):
+        p[...] = old
+    return out
+
+
+def _entries(prog: Any, x: dict[str, Any], base: float, c: Check, p: Any, g: Any, eps: float, rng: Any,
+             entries: int) -> None:
+    """Two-sided differences entry by entry: most where the generated gradient is not zero (a max-pool or relu
+    zeroes many, and a check there says little), one anywhere (a gradient wrongly left at zero). Up to twice
+    `entries` entries are tried per pool, entries where the loss is not smooth being skipped."""
+    import numpy as np
+
+    nonzero = np.flatnonzero(g)
+    want_nz = min(entries - 1 if entries > 1 else entries, nonzero.size)
+    counted = 0
+    for pool, want in ((rng.permutation(nonzero), want_nz), (rng.permutation(p.size), entries)):
+        tried = 0
+        for i in pool:
+            if counted >= want or tried >= 2 * entries:
+                break
+            if i in c.seen:
+                continue
+            tried += 1
+            c.seen.add(int(i))
+            counted += _entry(prog, x, base, c, p, g, int(i), eps)
+
+
+def _entry(prog: Any, x: dict[str, Any], base: float, c: Check, p: Any, g: Any, i: int, eps: float) -> int:
+    """One entry's two-sided difference; 1 when it counts, 0 when skipped (the loss is not smooth there)."""
+    got = _difference(prog, x, base, [(p, _unit(p.size, i))], float(g[i]), eps)
+    if got is None:
+        c.skipped += 1
+        return 0
+    ratio, fd = got
     c.entries += 1
-    ratio = err / tol
-    if ratio >= c.worst:
-        c.worst, c.detail = ratio, (i, float(fd), float(g[i]))
+    if ratio >= c.worst or (c.detail is not None and c.detail[0] < 0 and ratio > 1):
+        c.worst, c.detail = max(ratio, c.worst), (i, fd, float(g[i]))
+    return 1
 
 
-def _converges(prog: Any, x: dict[str, Any], p: Any, g: Any, i: int, eps: float, err: float) -> bool:
-    """Whether the discrepancy shrinks with the step (kinks crossed within ±eps, which a deep relu network
-    has by the thousand when an early weight moves) rather than staying put (a wrong gradient)."""
-    small = eps / 10
-    old = p[i]
-    p[i] = old + small
-    up = prog.loss(x, train=True)
-    p[i] = old - small
-    down = prog.loss(x, train=True)
-    p[i] = old
-    return abs((up - down) / (2 * small) - g[i]) < err / 3
+def _unit(n: int, i: int) -> Any:
+    import numpy as np
+
+    d = np.zeros(n)
+    d[i] = 1.0
+    return d
 
 
 def _attribute(net: Any, checks: dict[str, Check]) -> list[NodeResult]:
@@ -366,8 +464,9 @@ def _spec(n: Node) -> str:
 def format_report(rep: Report) -> str:
     net = rep.net
     lines = [(f"gradcheck {net.name} ({net.source}): float64, batch {rep.batch}, two-sided differences with eps "
-             f"{rep.eps:g}, up to {rep.entries} entries per tensor; an entry passes when "
-             f"|fd − g| ≤ {RTOL:g}·(|fd| + |g|) + {ATOL:g}")]
+             f"{rep.eps:g} along {rep.directions} random direction(s) per node (its tensors moved together; where "
+             f"that fails, tensor by tensor, then up to {rep.entries} entries one by one); a difference passes "
+             f"when |fd − g| ≤ {RTOL:g}·(|fd| + |g|) + {ATOL:g}")]
     rows = [r for r in rep.nodes if r.status != "unchecked"]
     w = max([len(r.node.name) + len(r.node.op) + 3 for r in rows] + [4])
     lines.append(f"  {'':<4} {'err/tol':>8} {'|fd − g|':>9}  {'node':<{w}}  {'checked':<26}  spec")
@@ -401,8 +500,9 @@ def format_report(rep: Report) -> str:
             i, fd, g = c.detail
             tensor = c.what if c.tensor.startswith(PROBE_PREFIX) else c.tensor
             others = [x.node.name for x in rep.nodes if x.status == "fails-through" and r.node.name in x.through]
+            where = f"entry {i}" if i >= 0 else "along a random direction"
             lines.append(f"gradcheck: FAILED at node {r.node.name} ({r.node.op}): its backward is wrong — {tensor} "
-                         f"entry {i}: finite difference {fd:.10g}, generated gradient {g:.10g} (err/tol "
+                         f"{where}: finite difference {fd:.10g}, generated gradient {g:.10g} (err/tol "
                          f"{r.worst:.3g})")
             lines.append(f"  {_spec(r.node)}")
             for u in reversed(r.node.uses):
@@ -421,6 +521,9 @@ def cmd_gradcheck(args: Any, net: Any) -> int:
 
     batch = getattr(args, "batch", 2)
     entries = getattr(args, "entries", 3)
+    directions = getattr(args, "directions", 1)
+    if directions < 1:
+        raise UsageError(f"--directions must be at least 1, found {directions}")
     if batch < 1:
         raise UsageError(f"--batch must be at least 1, found {batch}")
     if entries < 1:
@@ -435,7 +538,7 @@ def cmd_gradcheck(args: Any, net: Any) -> int:
         print(f"{args.spec}: gradcheck: nothing to check — network {net.name} declares no loss, so no backward "
               "is generated")
         return 0
-    rep = gradcheck(net, batch=batch, entries=entries, progress=progress)
+    rep = gradcheck(net, batch=batch, entries=entries, directions=directions, progress=progress)
     if tty:
         print("\r" + " " * 80 + "\r", end="", file=sys.stderr, flush=True)
     print(format_report(rep))

@@ -14,6 +14,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="the .net file")
     p.add_argument("--set", action="append", metavar="K=V", help="override a network parameter")
     p.add_argument("--network", help="the network to use when the file holds several")
+    p.add_argument("--allow-path", action="append", metavar="DIR", help="allow imports from this directory")
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
@@ -77,7 +78,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .infer import evaluate_checkpoint
 
     r = evaluate_checkpoint(args.spec, args.checkpoint, data=args.data, network=args.network, batch=args.batch,
-                            device=args.device, **_params(args))
+                            device=args.device, allow_paths=args.allow_path, **_params(args))
     if args.json:
         keys = ("loss", "accuracy", "perplexity", "examples")
         print(json.dumps({k: r[k] for k in keys if k in r}))
@@ -98,7 +99,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise UsageError(f"--temperature must be positive, found {args.temperature}")
     text = sample(args.spec, args.checkpoint, prompt=args.prompt, length=args.length,
                   temperature=args.temperature, seed=args.seed, network=args.network, device=args.device,
-                  **_params(args))
+                  allow_paths=args.allow_path, **_params(args))
     print(text)
     return 0
 
@@ -106,7 +107,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     p = sub.add_parser("train", help="train a network with its recipe (flags override the recipe's lines)")
     _common(p)
-    p.add_argument("--allow-path", action="append", metavar="DIR", help="allow imports from this directory")
     p.add_argument("--data", help="dataset expression, e.g. 'digits(size=32)', or a path (format recognised)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int, help="number of epochs")

@@ -96,7 +96,8 @@ def decode_bound(prog: Any, net: Any, bound: Bound, batch: int, show: int = 0) -
 
 
 def decode_checkpoint(spec: str | Path, checkpoint: str | Path, data: Any = None, network: str | None = None,
-                      batch: int | None = None, device: str = "cpu", show: int = 0, **params: Any) -> dict[str, Any]:
+                      batch: int | None = None, device: str = "cpu", show: int = 0,
+                      allow_paths: list[str] | None = None, **params: Any) -> dict[str, Any]:
     """Greedy-decode a checkpoint on `data` (all of it), or else on the run's validation split (or its training
     data when it held nothing out): `token_accuracy`, `sequence_accuracy`, `examples`, and `show` samples."""
     from .infer import _check
@@ -107,7 +108,8 @@ def decode_checkpoint(spec: str | Path, checkpoint: str | Path, data: Any = None
     args: dict[str, Any] = {"data": data, "batch": batch}
     if data is not None:
         args["val"] = 0
-    s = prepare(spec, args, params, network, base, man.get("vocab"), ckpt.decode_values(man.get("values", {})))
+    s = prepare(spec, args, params, network, base, man.get("vocab"), ckpt.decode_values(man.get("values", {})),
+                allow_paths=allow_paths)
     _check(man, path, s.net)
     part, bound = "validation", s.val
     if data is not None:

@@ -22,9 +22,11 @@ def _check(man: dict[str, Any], path: Path, net: Any) -> None:
 
 
 def evaluate_checkpoint(spec: str | Path, checkpoint: str | Path, data: Any = None, network: str | None = None,
-                        batch: int | None = None, device: str = "cpu", **params: Any) -> dict[str, Any]:
+                        batch: int | None = None, device: str = "cpu", allow_paths: list[str] | None = None,
+                        **params: Any) -> dict[str, Any]:
     """Loss (and accuracy or perplexity) of a checkpoint on `data` (all of it), or else on the run's
-    validation split (or its training data when it held nothing out)."""
+    validation split (or its training data when it held nothing out). `allow_paths`: directories the spec's
+    imports may come from besides its own tree (`--allow-path`)."""
     from .train import load_params, prepare
 
     man, arrays, path = ckpt.load(checkpoint)
@@ -32,7 +34,8 @@ def evaluate_checkpoint(spec: str | Path, checkpoint: str | Path, data: Any = No
     args: dict[str, Any] = {"data": data, "batch": batch}
     if data is not None:
         args["val"] = 0
-    s = prepare(spec, args, params, network, base, man.get("vocab"), ckpt.decode_values(man.get("values", {})))
+    s = prepare(spec, args, params, network, base, man.get("vocab"), ckpt.decode_values(man.get("values", {})),
+                allow_paths=allow_paths)
     _check(man, path, s.net)
     part, bound = "validation", s.val
     if data is not None:
@@ -60,16 +63,18 @@ def vocabulary(man: dict[str, Any], path: Path) -> list[str]:
 
 
 def sample(spec: str | Path, checkpoint: str | Path, prompt: str = "", length: int = 200, temperature: float = 1.0,
-           seed: int = 0, network: str | None = None, device: str = "cpu", **params: Any) -> str:
-    """The prompt followed by `length` characters drawn from a character-level model's checkpoint."""
+           seed: int = 0, network: str | None = None, device: str = "cpu", allow_paths: list[str] | None = None,
+           **params: Any) -> str:
+    """The prompt followed by `length` characters drawn from a character-level model's checkpoint (imports
+    from `allow_paths` too, as `--allow-path`)."""
     if not isinstance(length, int) or isinstance(length, bool) or length < 0:
         raise SpecError(Diagnostic(None, f"length must be a whole number ≥ 0, found {length!r}"))
     man, arrays, path = ckpt.load(checkpoint)
     tokens = vocabulary(man, path)
-    info = read_spec(spec, network)
+    info = read_spec(spec, network, allow_paths)
     preset = {k: v for k, v in ckpt.decode_values(man.get("values", {})).items() if k in info.params}
     preset.update(params)
-    net = netdsl.load(info.path, network=info.network, **preset)
+    net = netdsl.load(info.path, network=info.network, allow_paths=allow_paths, **preset)
     _check(man, path, net)
     prog = netdsl.compile(net, batch=1, device=device)
     from .train import load_params

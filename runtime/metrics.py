@@ -88,7 +88,12 @@ class MetricsLog:
                         keep.append(line)
                 except json.JSONDecodeError:
                     continue
-            self.path.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
+            # as checkpoints are written: a temporary file, fsync'ed, renamed over the old one, so that a run
+            # killed meanwhile leaves either the old lines or the new ones, never a truncated file
+            from .checkpoint import write_atomic
+
+            data = "".join(k + "\n" for k in keep).encode("utf-8")
+            write_atomic(self.path, lambda f: f.write(data))
 
     def append(self, record: dict[str, Any]) -> None:
         if self.path is None:

@@ -125,3 +125,27 @@ def test_ties_and_kinks_are_skipped_not_failed(tmp_path: Path, capsys: pytest.Ca
     assert main(["check", "--gradcheck", str(spec)]) == 0
     out = capsys.readouterr().out
     assert "skipped where the loss is not smooth" in out and "gradcheck: ok" in out
+
+
+def test_two_forwards_per_tensor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cost that made deep networks take tens of minutes: a forward pass per perturbed entry. A smooth
+    network's tensors each pass along one random direction, two forwards; entries are tried one by one only
+    where that fails (a max-pool's ties, a relu's kink)."""
+    from netdsl.compiler.program import Program
+
+    calls = [0]
+    loss = Program.loss
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> float:
+        calls[0] += 1
+        return loss(self, *args, **kwargs)
+
+    monkeypatch.setattr(Program, "loss", counted)
+    rep = gradcheck(netdsl.load(SMALL), entries=3)
+    assert rep.ok
+    checks = list({id(c): c for r in rep.nodes for c in r.checks}.values())
+    counted = sum(c.entries for c in checks)
+    skipped = sum(c.skipped for c in checks)
+    assert counted <= 1.25 * len(checks), (counted, len(checks))  # about one difference per tensor
+    assert calls[0] <= 1 + 6 * (counted + skipped)  # each: two forwards, four more where it fails at eps
+    assert calls[0] < 2 * 3 * len(checks), (calls[0], len(checks))  # less than three entries per tensor cost

@@ -101,6 +101,41 @@ def test_allow_path_allows_a_sibling_directory(tmp_path: Path, capsys: pytest.Ca
     assert main([*argv, "--out", str(tmp_path / "r2"), "--allow-path", str(tmp_path / "shared")]) == 0
 
 
+
+def test_eval_and_sample_take_allow_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run whose spec imports from a sibling directory: eval and sample refuse the import as train does, and
+    accept it with --allow-path."""
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "head.net").write_text("block Head(v)(x) {\n    return x -> dense(v)\n}\n", "utf-8")
+    (tmp_path / "proj").mkdir()
+    spec = tmp_path / "proj" / "char.net"
+    spec.write_text(textwrap.dedent("""\
+        import "../shared/head.net"
+
+        network Char(vocab=auto, seq=8) {
+            input tokens: int[seq]
+            input targets: int[seq]
+            logits = tokens -> embed: embedding(vocab, 8) -> Head(vocab)
+            output logits
+            loss cross_entropy(logits, targets)
+        }
+        """), encoding="utf-8")
+    text = tmp_path / "proj" / "t.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 20, encoding="utf-8")
+    allow = ["--allow-path", str(tmp_path / "shared")]
+    run = str(tmp_path / "run")
+    assert main(["train", str(spec), "--data", f'text("{text}", seq=8)', "--steps", "2", "-q", "--out", run,
+                 *allow]) == 0
+    capsys.readouterr()
+    for argv, says in ((["eval", str(spec), "--checkpoint", run], "loss "),
+                       (["sample", str(spec), "--checkpoint", run, "--length", "5", "--prompt", "the "], "the ")):
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert f"{spec}:1:1: error: import \"../shared/head.net\" leaves the spec's directory" in err, err
+        assert "Traceback" not in err
+        assert main([*argv, *allow]) == 0, argv
+        assert says in capsys.readouterr().out
+
 # ------------------------------------------------------------------------------------------------ no code, no reads
 
 AUDIT = r'''

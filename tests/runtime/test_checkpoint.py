@@ -120,3 +120,42 @@ def test_mismatch_names_the_differing_parameters() -> None:
     renamed = netdsl.loads(NET.replace("out: dense", "head: dense"))
     why = ckpt.mismatch(man, renamed)
     assert "new parameters: head.weight, head.bias" in why and "no longer in the spec: out.weight, out.bias" in why
+
+
+def _metrics(d: Path) -> str:
+    lines = [json.dumps({"step": s, "train_loss": 1.0 / s}) for s in (10, 20, 30)]
+    (d / "metrics.jsonl").write_text("".join(x + "\n" for x in lines), encoding="utf-8")
+    return (d / "metrics.jsonl").read_text(encoding="utf-8")
+
+
+def test_resume_rewrites_metrics_jsonl_keeping_the_lines_up_to_the_checkpoint(tmp_path: Path) -> None:
+    from netdsl.runtime.metrics import MetricsLog
+
+    _metrics(tmp_path)
+    MetricsLog(tmp_path, resume_step=20).append({"step": 25})
+    steps = [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert steps == [10, 20, 25]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]
+
+
+@pytest.mark.parametrize("where", ["fsync", "replace"])
+def test_a_run_killed_while_metrics_jsonl_is_rewritten_leaves_the_old_lines(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch,
+                                                                           where: str) -> None:
+    """Resuming rewrites metrics.jsonl without the lines after the checkpoint; dying during that rewrite (the
+    disk full at the flush, the process killed before the rename) must not leave a truncated or empty file."""
+    import os
+
+    from netdsl.runtime.metrics import MetricsLog
+
+    before = _metrics(tmp_path)
+
+    def die(*args: object) -> None:
+        raise KeyboardInterrupt if where == "replace" else OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, where, die)
+    with pytest.raises((OSError, KeyboardInterrupt)):
+        MetricsLog(tmp_path, resume_step=20)
+    monkeypatch.undo()
+    assert (tmp_path / "metrics.jsonl").read_text(encoding="utf-8") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]  # no temporary file left behind
