@@ -36,6 +36,7 @@ def pytest_configure(config):
         # the simulator's threads meet at every barrier through the GIL: switching often makes that ~5x faster
         sys.setswitchinterval(1e-5)
         _count_module_swaps()
+        _lock_shared_arrays()
     # the dropout hash wraps uint64 arithmetic on purpose, and a division by zero gives inf as on a GPU;
     # numpy scalars (the simulator's values) warn about both, in threads that np.errstate does not reach
     for what in ("overflow", "divide by zero", "invalid value"):
@@ -79,6 +80,37 @@ def _count_module_swaps():
                     del inside[id(globs)]
 
     sim_kernel.swapped_cuda_module = counted
+
+
+def _lock_shared_arrays():
+    """The simulator gives a block's threads one shared array per source line of `cuda.shared.array`, looked up
+    in a dict and inserted on a miss, without a lock: two threads that switch between the look-up and the
+    insert each get an array of their own, and a block reduction then sums only some of its values (seen in
+    CI as one wrong row of an attention gradient, once in a full run). The same look-up by the caller's file
+    and line, under a lock; dynamic shared memory (shape 0) is one buffer and goes through unchanged."""
+    import threading
+
+    from numba.core import types
+    from numba.cuda.simulator import kernelapi
+    from numba.np import numpy_support
+
+    lock = threading.Lock()
+    dynamic = kernelapi.FakeCUDAShared.array
+
+    def array(self, shape, dtype):
+        if shape == 0:
+            return dynamic(self, shape, dtype)
+        if isinstance(dtype, types.Type):
+            dtype = numpy_support.as_dtype(dtype)
+        frame = sys._getframe(1)
+        caller = (frame.f_code.co_filename, frame.f_lineno)
+        with lock:
+            res = self._allocations.get(caller)
+            if res is None:
+                res = self._allocations[caller] = np.empty(shape, dtype)
+        return res
+
+    kernelapi.FakeCUDAShared.array = array
 
 
 @pytest.fixture(autouse=True, scope="session")
