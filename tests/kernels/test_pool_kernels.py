@@ -82,6 +82,9 @@ CASES = [
     case(B=1, C=2, H=7, W=6, k=(3, 3), s=(2, 2), p=(1, 1)),
     case(B=2, C=2, H=7, W=8, k=(3, 2), s=(2, 3), p=(1, 0), ceil=True),
     case(B=1, C=3, H=5, W=5, k=(2, 2), ceil=True),
+    # the fast paths: 2x2 windows with a floor-mode row and column left out; interior windows of another size
+    case(B=2, C=3, H=7, W=9, k=(2, 2)),
+    case(B=2, C=2, H=9, W=8, k=(3, 2), s=(2, 2)),
 ]
 
 
@@ -116,7 +119,7 @@ def test_avgpool_ceil_divisor_like_pytorch():
     assert out[0, 0, 0, 0] == pytest.approx(4 / 9)
 
 
-@pytest.mark.parametrize("case", CASES[1:3])
+@pytest.mark.parametrize("case", CASES[1:3] + CASES[4:])
 @pytest.mark.parametrize("kind", ["max", "avg"])
 def test_gradients_finite_difference(case, kind):
     rng = np.random.default_rng(1)
@@ -128,11 +131,14 @@ def test_gradients_finite_difference(case, kind):
     check_gradients(lambda: float(np.sum(fwd() * R)), {"x": c.x}, {"x": gx})
 
 
-@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("kind", ["max", "avg", "avg2x2"])
 def test_directional_larger(kind):
     # large enough for the parallel path, which must agree with the reference too
     rng = np.random.default_rng(2)
-    c = Pool(rng, B=4, C=8, H=33, W=32, k=(3, 3), s=(2, 2), p=(1, 1), ceil=True)
+    if kind == "avg2x2":  # the 2x2 fast path in lanes
+        c, kind = Pool(rng, B=4, C=8, H=65, W=64, k=(2, 2)), "avg"
+    else:
+        c = Pool(rng, B=4, C=8, H=33, W=32, k=(3, 3), s=(2, 2), p=(1, 1), ceil=True)
     fwd, bwd = (c.max_forward, c.max_backward) if kind == "max" else (c.avg_forward, c.avg_backward)
     fwd()
     if kind == "max":

@@ -19,6 +19,8 @@ import math
 
 from numba import njit, prange
 
+from ._common import LANES
+
 # below this many input elements a prange launch costs more than it saves
 _PAR_MIN = 1 << 17
 # Reductions may be reassociated so LLVM can vectorise the sums; this flag alone assumes nothing about NaN or
@@ -101,10 +103,30 @@ def _window(p, stride, pad, k, n):
     return max(lo, 0), min(hi, n), size
 
 
+@njit(cache=True, error_model="numpy")
+def _interior(H, W, P, Q, kh, kw, stride_h, stride_w, pad_h, pad_w):
+    # every window lies inside the unpadded input (LeNet's and most networks' pools): one divisor, no clipping
+    return pad_h == 0 and pad_w == 0 and (P - 1) * stride_h + kh <= H and (Q - 1) * stride_w + kw <= W
+
+
 @njit(cache=True, error_model="numpy", fastmath=_REASSOC)
 def _avgpool_plane(xc, kh, kw, stride_h, stride_w, pad_h, pad_w, oc):
     H, W = xc.shape
     P, Q = oc.shape
+    if _interior(H, W, P, Q, kh, kw, stride_h, stride_w, pad_h, pad_w):
+        # window rows are added into the output row, q innermost, so the loops vectorise (6x the clipped form)
+        inv = 1.0 / (kh * kw)
+        for p in range(P):
+            orow = oc[p]
+            orow[:] = 0.0
+            for i in range(kh):
+                xr = xc[p * stride_h + i]
+                for j in range(kw):
+                    for q in range(Q):
+                        orow[q] += xr[q * stride_w + j]
+            for q in range(Q):
+                orow[q] *= inv
+        return
     for p in range(P):
         h0, h1, sh = _window(p, stride_h, pad_h, kh, H)
         for q in range(Q):
@@ -126,8 +148,40 @@ def _avgpool_par(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out):
 
 
 @njit(cache=True, error_model="numpy")
+def _avgpool2x2_rows(x2, o2, H, P, r0, r1):
+    # output rows r0 .. r1-1 of the (B*C*P, Q) view from input rows of the (B*C*H, W) view, 2x2 windows
+    Q = o2.shape[1]
+    for r in range(r0, r1):
+        h = (r // P) * H + 2 * (r % P)
+        a = x2[h]
+        b = x2[h + 1]
+        o = o2[r]
+        for q in range(Q):
+            o[q] = (a[2 * q] + a[2 * q + 1] + b[2 * q] + b[2 * q + 1]) * 0.25
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _avgpool2x2_par(x2, o2, H, P, nl):
+    n = o2.shape[0]
+    for lane in prange(nl):
+        _avgpool2x2_rows(x2, o2, H, P, lane * n // nl, (lane + 1) * n // nl)
+
+
+@njit(cache=True, error_model="numpy")
 def avgpool2d_forward(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out):
     # x (B, C, H, W) -> out (B, C, P, Q); divisor counts padding but not the ceil-mode overhang
+    B, C, H, W = x.shape
+    P = out.shape[2]
+    Q = out.shape[3]
+    if kh == 2 and kw == 2 and stride_h == 2 and stride_w == 2 and _interior(H, W, P, Q, 2, 2, 2, 2, pad_h, pad_w):
+        # the classic 2x2 pool as one loop over all output rows: planes of a few elements cost no call each
+        x2 = x.reshape(B * C * H, W)
+        o2 = out.reshape(B * C * P, Q)
+        if x.size >= _PAR_MIN:
+            _avgpool2x2_par(x2, o2, H, P, LANES)
+        else:
+            _avgpool2x2_rows(x2, o2, H, P, 0, B * C * P)
+        return
     if x.size >= _PAR_MIN:
         _avgpool_par(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out)
         return
@@ -142,7 +196,38 @@ def avgpool2d_backward(gout, kh, kw, stride_h, stride_w, pad_h, pad_w, gx):
     B, C, H, W = gx.shape
     P = gout.shape[2]
     Q = gout.shape[3]
+    if kh == 2 and kw == 2 and stride_h == 2 and stride_w == 2 and _interior(H, W, P, Q, 2, 2, 2, 2, pad_h, pad_w):
+        if H != 2 * P or W != 2 * Q:
+            gx[:] = 0.0  # a floor-mode pool leaves the last row or column out
+        g2 = gout.reshape(B * C * P, Q)
+        x2 = gx.reshape(B * C * H, W)
+        for r in range(B * C * P):
+            h = (r // P) * H + 2 * (r % P)
+            a = x2[h]
+            b = x2[h + 1]
+            g = g2[r]
+            for q in range(Q):
+                v = g[q] * 0.25
+                a[2 * q] = v
+                a[2 * q + 1] = v
+                b[2 * q] = v
+                b[2 * q + 1] = v
+        return
     gx[:] = 0.0
+    if _interior(H, W, P, Q, kh, kw, stride_h, stride_w, pad_h, pad_w):
+        inv = 1.0 / (kh * kw)
+        for b in range(B):
+            for c in range(C):
+                gc = gx[b, c]
+                go = gout[b, c]
+                for p in range(P):
+                    grow = go[p]
+                    for i in range(kh):
+                        gr = gc[p * stride_h + i]
+                        for j in range(kw):
+                            for q in range(Q):
+                                gr[q * stride_w + j] += grow[q] * inv
+        return
     for b in range(B):
         for c in range(C):
             gc = gx[b, c]
