@@ -77,6 +77,7 @@ CASES = [
     case(B=2, C=4, H=9, W=9, K=4, kh=3, kw=3, s=(2, 2), p=(1, 1), d=(2, 1), g=4),
     case(B=1, C=2, H=8, W=7, K=2, kh=3, kw=2, s=(3, 2), p=(1, 0), ceil=True),
     case(B=2, C=3, H=6, W=6, K=2, kh=1, kw=1, s=(2, 2)),
+    case(B=2, C=4, H=6, W=7, K=4, kh=2, kw=3, g=2),  # valid (unpadded, stride 1) and grouped: channel offsets
 ]
 
 

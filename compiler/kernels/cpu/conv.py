@@ -73,12 +73,35 @@ def _cdiv(a, b):
 
 
 @njit(cache=True, error_model="numpy")
+def _im2col_valid(xb, c0, Cg, kh, kw, P, Q, cols):
+    # _im2col for stride 1, no padding, no dilation (LeNet's convolutions): every run is a whole output row,
+    # copied by flat offsets; the two views per run of the general path cost more than a short row's copy
+    # (LeNet's 10-wide rows: 2.5x faster this way)
+    H = xb.shape[1]
+    W = xb.shape[2]
+    xf = xb.reshape(xb.size)
+    for r in range(Cg * kh * kw):
+        c = r // (kh * kw)
+        i = (r // kw) % kh
+        j = r % kw
+        crow = cols[r]
+        for p in range(P):
+            s = ((c0 + c) * H + p + i) * W + j
+            d = p * Q
+            for q in range(Q):
+                crow[d + q] = xf[s + q]
+
+
+@njit(cache=True, error_model="numpy")
 def _im2col(xb, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols):
     # xb (C, H, W) one sample -> cols (Cg*kh*kw, P*Q) for channels c0 .. c0+Cg-1:
     # row r = (c, i, j) holds x[c0+c, p*sh - ph + i*dh, q*sw - pw + j*dw], 0 outside the input.
     # Rows and input lines are taken as 1-D views so the copies vectorise (3x faster than 2-D indexing).
     H = xb.shape[1]
     W = xb.shape[2]
+    if sh == 1 and sw == 1 and ph == 0 and pw == 0 and dh == 1 and dw == 1:
+        _im2col_valid(xb, c0, Cg, kh, kw, P, Q, cols)
+        return
     for r in range(Cg * kh * kw):
         c = r // (kh * kw)
         i = (r // kw) % kh
@@ -111,10 +134,31 @@ def _im2col(xb, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols):
 
 
 @njit(cache=True, error_model="numpy")
+def _col2im_valid(gcols, c0, Cg, kh, kw, P, Q, gxb):
+    # _col2im for stride 1, no padding, no dilation, by flat offsets as in _im2col_valid
+    H = gxb.shape[1]
+    W = gxb.shape[2]
+    gf = gxb.reshape(gxb.size)
+    for r in range(Cg * kh * kw):
+        c = r // (kh * kw)
+        i = (r // kw) % kh
+        j = r % kw
+        grow = gcols[r]
+        for p in range(P):
+            s = ((c0 + c) * H + p + i) * W + j
+            d = p * Q
+            for q in range(Q):
+                gf[s + q] += grow[d + q]
+
+
+@njit(cache=True, error_model="numpy")
 def _col2im(gcols, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gxb):
     # adds gcols (Cg*kh*kw, P*Q) back into gxb (C, H, W), channels c0 .. c0+Cg-1 (1-D views, as in _im2col)
     H = gxb.shape[1]
     W = gxb.shape[2]
+    if sh == 1 and sw == 1 and ph == 0 and pw == 0 and dh == 1 and dw == 1:
+        _col2im_valid(gcols, c0, Cg, kh, kw, P, Q, gxb)
+        return
     for c in range(Cg):
         gc = gxb[c0 + c]
         for i in range(kh):
