@@ -194,7 +194,7 @@ def _softmax_row(row, n, scale, fast):
     # row (Tk,) scores -> softmax(row[:n] * scale), 0 beyond n; one pass each for the max, the exponentials,
     # their sum and the normalisation, so each loop vectorises
     m = row[0]
-    for j in range(1, n):
+    for j in range(n):  # from 0, not 1: LLVM vectorises range(n) loops, not range(lo, hi) ones
         v = row[j]
         m = max(m, v)
     m = m * scale
@@ -203,8 +203,9 @@ def _softmax_row(row, n, scale, fast):
     r = 1.0 / _row_sum(row, n)
     for j in range(n):
         row[j] *= r
-    for j in range(n, row.shape[0]):
-        row[j] = 0.0
+    tail = row[n:]
+    for j in range(tail.shape[0]):
+        tail[j] = 0.0
 
 
 @njit(cache=True, error_model="numpy")
@@ -218,7 +219,9 @@ def _fwd_heads(b0, b1, heads, causal, saveQ, saveK, saveV, saveP, saveCtx, ws):
     Kh, o = carve(ws, o, (Tk, dk))
     Vh, o = carve(ws, o, (Tk, dk))
     Ch = carve(ws, o, (Tq, dk))[0]
-    scale = 1.0 / math.sqrt(dk)
+    cast = np.empty(1, saveQ.dtype)
+    cast[0] = 1.0 / math.sqrt(dk)
+    scale = cast[0]  # in the data's dtype: a float64 scale would widen the float32 exponentials
     for b in range(b0, b1):
         for h in range(heads):
             _get_head(saveQ, b, h, Qh)

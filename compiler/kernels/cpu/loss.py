@@ -36,6 +36,15 @@ def _count(labels, ignore_index):
     return c
 
 
+@njit(cache=True, error_model="numpy", fastmath=_REASSOC)
+def _sum(a):
+    # float64 accumulator; reassociation lets it vectorise (NaN and inf still propagate)
+    s = 0.0
+    for v in range(a.shape[0]):
+        s += a[v]
+    return s
+
+
 @njit(cache=True, error_model="numpy")
 def cross_entropy_forward(logits, labels, smoothing, ignore_index, probs):
     # logits (N, V), labels (N,) int64 -> probs (N, V); returns the mean loss over non-ignored rows
@@ -46,14 +55,12 @@ def cross_entropy_forward(logits, labels, smoothing, ignore_index, probs):
     for n in range(N):
         row = logits[n]
         pr = probs[n]
-        m = -math.inf
+        m = row[0]  # in the data's dtype: a float64 maximum would widen the exponentials to float64
         for v in range(V):
             m = max(m, row[v])
-        s = 0.0
         for v in range(V):
-            e = fm.exp(row[v] - m, fast)
-            pr[v] = e
-            s += e
+            pr[v] = fm.exp(row[v] - m, fast)
+        s = _sum(pr)
         r = 1.0 / s
         for v in range(V):
             pr[v] *= r

@@ -244,8 +244,10 @@ def _lstm_fwd_rows(b0, b1, reverse, Wh, saveG, saveC, ys, h, c, rec):
             r = rec[b]
             for j in range(3 * H):
                 g[j] = fm.sigmoid(g[j] + r[j], fast)
-            for j in range(3 * H, 4 * H):
-                g[j] = fm.tanh(g[j] + r[j], fast)
+            gg = g[3 * H:]  # a view from 0: LLVM vectorises range(n) but not range(lo, hi) here
+            rg = r[3 * H:]
+            for j in range(H):
+                gg[j] = fm.tanh(gg[j] + rg[j], fast)
             cb = c[b]
             sc = saveC[b, t]
             for j in range(H):
@@ -315,6 +317,7 @@ def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, r
 @njit(cache=True, error_model="numpy")
 def _lstm_bwd_rows(b0, b1, reverse, gys, c0, Wh, saveG, saveC, dG, dcur, dh, dc):
     fast = saveG.itemsize == 4  # a constant of the compiled kernel, so the loops vectorise
+    one = np.ones(1, saveG.dtype)[0]  # 1 in the data's dtype: a float64 1.0 would widen the float32 loops
     # BPTT of examples b0 .. b1-1: their rows of dh, dc, dcur and dG
     T = saveG.shape[1]
     H = dh.shape[1]
@@ -336,16 +339,16 @@ def _lstm_bwd_rows(b0, b1, reverse, gys, c0, Wh, saveG, saveC, dG, dcur, dh, dc)
                 ov = g[2 * H + j]
                 tc = fm.tanh(sc[j], fast)
                 dht = dhb[j] + gy[j]
-                d[2 * H + j] = dht * tc * ov * (1.0 - ov)
-                dcb[j] = dcb[j] + dht * ov * (1.0 - tc * tc)
+                d[2 * H + j] = dht * tc * ov * (one - ov)
+                dcb[j] = dcb[j] + dht * ov * (one - tc * tc)
             for j in range(H):
                 fv = g[j]
                 iv = g[H + j]
                 gv = g[3 * H + j]
                 dct = dcb[j]
-                d[j] = dct * cprev[j] * fv * (1.0 - fv)
-                d[H + j] = dct * gv * iv * (1.0 - iv)
-                d[3 * H + j] = dct * iv * (1.0 - gv * gv)
+                d[j] = dct * cprev[j] * fv * (one - fv)
+                d[H + j] = dct * gv * iv * (one - iv)
+                d[3 * H + j] = dct * iv * (one - gv * gv)
                 dcb[j] = dct * fv
             dGr = dG[b, t]
             for k in range(H4):
