@@ -110,3 +110,12 @@ def pdot_tn(a, b, out):
                     o[j] += q[j]
     else:
         _rows_dot(np.ascontiguousarray(a.T), b, out, min(nl, M // 8))
+
+
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def row_sum(row, n):
+    # sum of row[:n] in a float64 accumulator; reassociation lets it vectorise (NaN and inf still propagate)
+    s = 0.0
+    for j in range(n):
+        s += row[j]
+    return s

@@ -42,7 +42,7 @@ from netdsl.compiler.parallel import lanes as _default_lanes
 from numba import njit, prange
 
 from . import fastmath as fm
-from ._common import LANES, add_bias, bias_grad, carve, pdot, pdot_tn
+from ._common import LANES, add_bias, bias_grad, carve, pdot, pdot_tn, row_sum
 
 
 def attention_forward_workspace_size(B, Tq, Tk, D, heads, lanes=None):
@@ -173,15 +173,6 @@ def attention_backward(gout, q_in, k_in, v_in, wq, wk, wv, wo, heads, saveQ, sav
 
 
 @njit(cache=True, error_model="numpy", fastmath={"reassoc"})
-def _row_sum(row, n):
-    # reassociation lets the sum vectorise (NaN and inf still propagate)
-    s = 0.0
-    for j in range(n):
-        s += row[j]
-    return s
-
-
-@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
 def _row_dot(a, b):
     s = 0.0
     for j in range(a.shape[0]):
@@ -200,7 +191,7 @@ def _softmax_row(row, n, scale, fast):
     m = m * scale
     for j in range(n):
         row[j] = fm.exp(row[j] * scale - m, fast)
-    r = 1.0 / _row_sum(row, n)
+    r = 1.0 / row_sum(row, n)
     for j in range(n):
         row[j] *= r
     tail = row[n:]

@@ -21,6 +21,7 @@ import math
 from numba import njit
 
 from . import fastmath as fm
+from ._common import row_sum
 
 # Reductions may be reassociated so LLVM can vectorise the sums; this flag alone assumes nothing about NaN or
 # infinities, which keep propagating as usual.
@@ -34,15 +35,6 @@ def _count(labels, ignore_index):
         if labels[n] != ignore_index:
             c += 1
     return c
-
-
-@njit(cache=True, error_model="numpy", fastmath=_REASSOC)
-def _sum(a):
-    # float64 accumulator; reassociation lets it vectorise (NaN and inf still propagate)
-    s = 0.0
-    for v in range(a.shape[0]):
-        s += a[v]
-    return s
 
 
 @njit(cache=True, error_model="numpy")
@@ -60,7 +52,7 @@ def cross_entropy_forward(logits, labels, smoothing, ignore_index, probs):
             m = max(m, row[v])
         for v in range(V):
             pr[v] = fm.exp(row[v] - m, fast)
-        s = _sum(pr)
+        s = row_sum(pr, V)
         r = 1.0 / s
         for v in range(V):
             pr[v] *= r
