@@ -82,15 +82,29 @@ def _conv_geometry(ctx: Any, n: Node) -> tuple[int, ...]:
 
 
 _CHUNK = 1 << 20  # conv.py's chunk of workspace: its workspace-size helpers, restated without importing Numba
+_WINO_BUDGET = 1 << 22  # winograd.py's BUDGET
+
+
+def _winograd_applies(n: Node, c: int, k: int, kh: int, kw: int, p: int, q: int) -> bool:
+    a = n.attrs
+    return (kh == kw == 3 and tuple(a["stride"]) == (1, 1) and tuple(a["dilation"]) == (1, 1) and a["groups"] == 1
+            and c >= 16 and k >= 16 and p >= 8 and q >= 8)
 
 
 def _conv_ws(n: Node, c: int, k: int, kh: int, kw: int, p: int, q: int, backward: bool) -> int:
-    """conv.py's conv2d_(backward_)workspace_size: one scratch area per lane (parallel.lanes())."""
+    """conv.py's conv2d_(backward_)workspace_size: one scratch area per lane (parallel.lanes()), and room for
+    the Winograd path (winograd.py) where the geometry may take it."""
     g = n.attrs["groups"]
     ck = (c // g) * kh * kw
     if backward:
-        return lanes() * (max((2 * ck + k) * p * q, _CHUNK) + (k // g) * ck + k * ck)
-    return lanes() * max((ck + k // g) * p * q, _CHUNK)
+        lane = max((2 * ck + k) * p * q, _CHUNK) + (k // g) * ck + k * ck
+    else:
+        lane = max((ck + k // g) * p * q, _CHUNK)
+    if not _winograd_applies(n, c, k, kh, kw, p, q):
+        return lanes() * lane
+    tiles = ((p + 3) // 4) * ((q + 3) // 4) * 36 * (c + k + 2)
+    wino = 63 * k * c + max(tiles, _WINO_BUDGET) if backward else max(tiles, _WINO_BUDGET, 18 * k * c)
+    return 36 * k * c + lanes() * max(wino, lane)
 
 
 @forward("conv")

@@ -32,6 +32,8 @@ import numpy as np
 from netdsl.compiler.parallel import lanes as _default_lanes
 from numba import njit, prange
 
+from . import winograd as wg
+
 # elements of workspace a lane's chunk of samples may fill: several samples' columns go through one GEMM,
 # which keeps BLAS busy on small images (LeNet, the 4×4 stage of a CIFAR ResNet) while staying cache-sized
 _CHUNK = 1 << 20
@@ -53,17 +55,36 @@ def _bwd_lane(C, K, kh, kw, P, Q, groups):
 def conv2d_workspace_size(C, K, kh, kw, P, Q, groups=1, stride_h=1, stride_w=1, pad_h=0, pad_w=0,
                           dil_h=1, dil_w=1, lanes=None):
     """Elements of ``ws`` that ``conv2d_forward`` needs: per lane, one sample's columns and GEMM result at
-    least (``lanes`` defaults to ``parallel.lanes()``; 0 or fewer lanes than that are fine too)."""
+    least (``lanes`` defaults to ``parallel.lanes()``; 0 or fewer lanes than that are fine too). A layer that
+    may take the Winograd path (winograd.py) gets room for its transformed filters and lane areas too."""
     n = _default_lanes() if lanes is None else lanes
+    if wg.applies(C, K, kh, kw, stride_h, stride_w, dil_h, dil_w, groups, P, Q):
+        return 36 * K * C + n * max(wg.forward_lane(C, K, P, Q), _fwd_lane(C, K, kh, kw, P, Q, groups))
     return n * _fwd_lane(C, K, kh, kw, P, Q, groups)
 
 
 def conv2d_backward_workspace_size(C, K, kh, kw, P, Q, groups=1, stride_h=1, stride_w=1, pad_h=0,
                                    pad_w=0, dil_h=1, dil_w=1, lanes=None):
     """Elements of ``ws`` that ``conv2d_backward`` needs: per lane, columns, their gradient, the transposed
-    output gradient of a chunk of samples, one weight block and a partial weight gradient."""
+    output gradient of a chunk of samples, one weight block and a partial weight gradient (with Winograd's
+    room as in `conv2d_workspace_size`)."""
     n = _default_lanes() if lanes is None else lanes
+    if wg.applies(C, K, kh, kw, stride_h, stride_w, dil_h, dil_w, groups, P, Q):
+        return 36 * K * C + n * max(wg.backward_lane(C, K, P, Q), _bwd_lane(C, K, kh, kw, P, Q, groups))
     return n * _bwd_lane(C, K, kh, kw, P, Q, groups)
+
+
+@njit(cache=True, error_model="numpy")
+def _plan(ws_size, B, C, K, kh, kw, sh, sw, dh, dw, groups, P, Q, wino_lane, lane):
+    # (lanes, use Winograd): a workspace sized for Winograd by the helpers above holds 36·K·C + n lanes of
+    # max(its lane, im2col's), and both paths then run n lanes (im2col's own count could exceed the threads)
+    if wg.applies(C, K, kh, kw, sh, sw, dh, dw, groups, P, Q):
+        wl = max(wino_lane, lane)
+        n = (ws_size - 36 * K * C) // wl
+        if n >= 1:
+            big = B * ((P + 3) // 4) * ((Q + 3) // 4) >= 32  # enough tiles to amortise the filter transform
+            return max(1, min(B, n)), big
+    return _lanes(ws_size, lane, B), False
 
 
 @njit(cache=True, error_model="numpy")
@@ -259,7 +280,12 @@ def conv2d_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, grou
     P = out.shape[2]
     Q = out.shape[3]
     w2 = w.reshape(K, Cg * kh * kw)
-    nl = _lanes(ws.size, max((Cg * kh * kw + K // groups) * P * Q, _CHUNK), B)
+    C = x.shape[1]
+    nl, wino = _plan(ws.size, B, C, K, kh, kw, stride_h, stride_w, dil_h, dil_w, groups, P, Q,
+                     wg.forward_lane(C, K, P, Q), max((Cg * kh * kw + K // groups) * P * Q, _CHUNK))
+    if wino:
+        wg.winograd_forward(x, w, b, pad_h, pad_w, nl, out, ws)
+        return
     lane = ws.size // nl  # a smaller workspace than the helpers give still works: smaller chunks, fewer lanes
     if nl == 1:
         _forward_samples(x, w2, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw, 0, B, out,
@@ -370,10 +396,16 @@ def conv2d_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, 
     Q = gout.shape[3]
     ck = Cg * kh * kw
     w2 = w.reshape(K, ck)
-    nl = _lanes(ws.size, max((2 * ck + K) * P * Q, _CHUNK) + (K // groups) * ck + K * ck, B)
-    lane = ws.size // nl
+    C = x.shape[1]
+    nl, wino = _plan(ws.size, B, C, K, kh, kw, stride_h, stride_w, dil_h, dil_w, groups, P, Q,
+                     wg.backward_lane(C, K, P, Q),
+                     max((2 * ck + K) * P * Q, _CHUNK) + (K // groups) * ck + K * ck)
     if gb.shape[0] > 0:
         _bias_grad(gout, gb)
+    if wino:
+        wg.winograd_backward(gout, x, w, pad_h, pad_w, nl, gx, gw, need_gx, need_gw, ws)
+        return
+    lane = ws.size // nl
     if nl == 1:
         gwp = ws[lane - K * ck:lane].reshape(K, ck)
         _backward_samples(gout, x, w2, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw, 0, B,
