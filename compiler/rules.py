@@ -102,8 +102,10 @@ def _conv_ws(n: Node, c: int, k: int, kh: int, kw: int, p: int, q: int, backward
         lane = max((ck + k // g) * p * q, _CHUNK)
     if not _winograd_applies(n, c, k, kh, kw, p, q):
         return lanes() * lane
-    tiles = ((p + 3) // 4) * ((q + 3) // 4) * 36 * (c + k + 2)
-    wino = 63 * k * c + max(tiles, _WINO_BUDGET) if backward else max(tiles, _WINO_BUDGET, 18 * k * c)
+    image = ((p + 3) // 4) * ((q + 3) // 4) * 36 * (c + k) + (p + 2) * (q + 2) * c + p * q * k
+    fixed = 100 * max(c, k)
+    wino = (63 * k * c + max(image, _WINO_BUDGET) + fixed if backward
+            else max(max(image, _WINO_BUDGET) + fixed, 18 * k * c))
     return 36 * k * c + lanes() * max(wino, lane)
 
 

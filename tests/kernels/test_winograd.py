@@ -140,8 +140,7 @@ def test_lanes_chunks_and_flags_agree():
         np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-12)
     # a lane area that holds two samples' tiles (the kernels called directly: conv2d would size it larger):
     # chunks of samples, the filter gradient summed over them
-    tpi = ((P + 3) // 4) * ((Q + 3) // 4)
-    area = 2 * tpi * wg.NA * (C + K + 2)
+    area = 2 * wg._per_image(C, K, P, Q) + wg._fixed(C, K)
     out = np.full((B, K, P, Q), np.nan)
     wg.winograd_forward(x, w, b, p, p, 1, out, np.full(36 * K * C + max(area, 18 * K * C), np.nan))
     np.testing.assert_allclose(out, one[0], rtol=1e-11, atol=1e-11)

@@ -41,20 +41,32 @@ def applies(C, K, kh, kw, sh, sw, dh, dw, groups, P, Q):
 
 
 @njit(cache=True, error_model="numpy")
-def forward_lane(C, K, P, Q):
-    """Elements of one lane's forward area: chunk tiles (V, M and two rows of scratch per position) and the
-    filter-transform scratch, which lane 0's area lends before the lanes start."""
+def _per_image(C, K, P, Q):
+    # a sample's share of a chunk: its transformed tiles (V and M or Z), its input (backward: then its input
+    # gradient) channel-last and its output (gradient) channel-last; (P+2)(Q+2) bounds H·W
     tpi = ((P + 3) // 4) * ((Q + 3) // 4)
-    return max(tpi * NA * (C + K + 2), BUDGET, 18 * K * C)
+    return NA * tpi * (C + K) + (P + 2) * (Q + 2) * C + P * Q * K
+
+
+@njit(cache=True, error_model="numpy")
+def _fixed(C, K):
+    # a lane's per-tile scratch: T, R (36 rows each), S (24), a zero row and a sink row, of max(C, K)
+    return 100 * max(C, K)
+
+
+@njit(cache=True, error_model="numpy")
+def forward_lane(C, K, P, Q):
+    """Elements of one lane's forward area: a chunk of samples (one at least) and the per-tile scratch, and
+    the filter transform's scratch (18·K·C), which lane 0's area lends before the lanes start."""
+    return max(max(_per_image(C, K, P, Q), BUDGET) + _fixed(C, K), 18 * K * C)
 
 
 @njit(cache=True, error_model="numpy")
 def backward_lane(C, K, P, Q):
     """One lane's backward area: a chunk's filter gradient in the transformed domain (36·K·C), the filter
-    transform's scratch (18·K·C), the chunk's tiles (V, Z and scratch) and the lane's partial filter gradient
-    (9·K·C)."""
-    tpi = ((P + 3) // 4) * ((Q + 3) // 4)
-    return 63 * K * C + max(tpi * NA * (C + K + 2), BUDGET)
+    transform's scratch (18·K·C), a chunk of samples and the per-tile scratch, and the lane's partial filter
+    gradient (9·K·C)."""
+    return 63 * K * C + max(_per_image(C, K, P, Q), BUDGET) + _fixed(C, K)
 
 
 # ------------------------------------------------------------------- transforms over vectors of tiles
@@ -145,55 +157,9 @@ def _consts(dtype_of):
     return c[0], c[1], c[2], c[3]
 
 
-@njit(cache=True, error_model="numpy")
-def _tf_in(D, T, V, k2, k4, k5):
-    # D (36, n) input tiles, position i*6+j -> V (36, n) = Bᵀ d B per tile; T (36, n) scratch
-    for j in range(6):
-        _bt(D[j], D[6 + j], D[12 + j], D[18 + j], D[24 + j], D[30 + j],
-            T[j], T[6 + j], T[12 + j], T[18 + j], T[24 + j], T[30 + j], k2, k4, k5)
-    for u in range(6):
-        r = u * 6
-        _bt(T[r], T[r + 1], T[r + 2], T[r + 3], T[r + 4], T[r + 5],
-            V[r], V[r + 1], V[r + 2], V[r + 3], V[r + 4], V[r + 5], k2, k4, k5)
-
-
-@njit(cache=True, error_model="numpy")
-def _tf_back_in(V, T, D, k2, k4, k5):
-    # the adjoint of _tf_in: V (36, n) -> D (36, n) = B v Bᵀ; T (36, n) scratch
-    for u in range(6):
-        r = u * 6
-        _b(V[r], V[r + 1], V[r + 2], V[r + 3], V[r + 4], V[r + 5],
-           T[r], T[r + 1], T[r + 2], T[r + 3], T[r + 4], T[r + 5], k2, k4, k5)
-    for j in range(6):
-        _b(T[j], T[6 + j], T[12 + j], T[18 + j], T[24 + j], T[30 + j],
-           D[j], D[6 + j], D[12 + j], D[18 + j], D[24 + j], D[30 + j], k2, k4, k5)
-
-
-@njit(cache=True, error_model="numpy")
-def _tf_out(M, S, Y, k2, k4, k8):
-    # M (36, n) products, position u*6+v -> Y (16, n) = Aᵀ m A per tile; S (24, n) scratch
-    for v in range(6):
-        _at(M[v], M[6 + v], M[12 + v], M[18 + v], M[24 + v], M[30 + v],
-            S[v], S[6 + v], S[12 + v], S[18 + v], k2, k4, k8)
-    for p in range(4):
-        r = p * 6
-        _at(S[r], S[r + 1], S[r + 2], S[r + 3], S[r + 4], S[r + 5],
-            Y[p * 4], Y[p * 4 + 1], Y[p * 4 + 2], Y[p * 4 + 3], k2, k4, k8)
-
-
-@njit(cache=True, error_model="numpy")
-def _tf_back_out(Y, S, Z, k2, k4, k8):
-    # the adjoint of _tf_out: Y (16, n) output-gradient tiles -> Z (36, n) = A y Aᵀ; S (24, n) scratch
-    for q in range(4):
-        _a(Y[q], Y[4 + q], Y[8 + q], Y[12 + q], S[q], S[4 + q], S[8 + q], S[12 + q], S[16 + q], S[20 + q],
-           k2, k4, k8)
-    for u in range(6):
-        r = u * 4
-        _a(S[r], S[r + 1], S[r + 2], S[r + 3], Z[u * 6], Z[u * 6 + 1], Z[u * 6 + 2], Z[u * 6 + 3], Z[u * 6 + 4],
-           Z[u * 6 + 5], k2, k4, k8)
-
-
 # ------------------------------------------------------------------- filters: U = G g Gᵀ and its adjoint
+
+_SIXTH, _TWELFTH, _TWENTYFOURTH = 1.0 / 6.0, 1.0 / 12.0, 1.0 / 24.0
 
 @njit(cache=True, error_model="numpy")
 def _filters(w, S, U):
@@ -212,11 +178,11 @@ def _filters(w, S, U):
             g0 = np.float64(wf[t, j])
             g1 = np.float64(wf[t, 3 + j])
             g2 = np.float64(wf[t, 6 + j])
-            s0[t] = g0 / 4.0
-            s1[t] = -(g0 + g1 + g2) / 6.0
-            s2[t] = -(g0 - g1 + g2) / 6.0
-            s3[t] = g0 / 24.0 + g1 / 12.0 + g2 / 6.0
-            s4[t] = g0 / 24.0 - g1 / 12.0 + g2 / 6.0
+            s0[t] = g0 * 0.25
+            s1[t] = -(g0 + g1 + g2) * _SIXTH
+            s2[t] = -(g0 - g1 + g2) * _SIXTH
+            s3[t] = g0 * _TWENTYFOURTH + g1 * _TWELFTH + g2 * _SIXTH
+            s4[t] = g0 * _TWENTYFOURTH - g1 * _TWELFTH + g2 * _SIXTH
             s5[t] = g2
     for u in range(6):
         a = S[u * 3]
@@ -227,11 +193,11 @@ def _filters(w, S, U):
             g0 = np.float64(a[t])
             g1 = np.float64(b[t])
             g2 = np.float64(c[t])
-            U[r, t] = g0 / 4.0
-            U[r + 1, t] = -(g0 + g1 + g2) / 6.0
-            U[r + 2, t] = -(g0 - g1 + g2) / 6.0
-            U[r + 3, t] = g0 / 24.0 + g1 / 12.0 + g2 / 6.0
-            U[r + 4, t] = g0 / 24.0 - g1 / 12.0 + g2 / 6.0
+            U[r, t] = g0 * 0.25
+            U[r + 1, t] = -(g0 + g1 + g2) * _SIXTH
+            U[r + 2, t] = -(g0 - g1 + g2) * _SIXTH
+            U[r + 3, t] = g0 * _TWENTYFOURTH + g1 * _TWELFTH + g2 * _SIXTH
+            U[r + 4, t] = g0 * _TWENTYFOURTH - g1 * _TWELFTH + g2 * _SIXTH
             U[r + 5, t] = g2
 
 
@@ -251,9 +217,9 @@ def _filters_back(dU, S, gwf, add):
             u3 = np.float64(dU[r + 3, t])
             u4 = np.float64(dU[r + 4, t])
             u5 = np.float64(dU[r + 5, t])
-            a[t] = u0 / 4.0 - (u1 + u2) / 6.0 + (u3 + u4) / 24.0
-            b[t] = (u2 - u1) / 6.0 + (u3 - u4) / 12.0
-            c[t] = (u3 + u4 - u1 - u2) / 6.0 + u5
+            a[t] = u0 * 0.25 - (u1 + u2) * _SIXTH + (u3 + u4) * _TWENTYFOURTH
+            b[t] = (u2 - u1) * _SIXTH + (u3 - u4) * _TWELFTH
+            c[t] = (u3 + u4 - u1 - u2) * _SIXTH + u5
     for j in range(3):
         s0 = S[j]
         s1 = S[3 + j]
@@ -268,9 +234,9 @@ def _filters_back(dU, S, gwf, add):
             u3 = np.float64(s3[t])
             u4 = np.float64(s4[t])
             u5 = np.float64(s5[t])
-            g0 = u0 / 4.0 - (u1 + u2) / 6.0 + (u3 + u4) / 24.0
-            g1 = (u2 - u1) / 6.0 + (u3 - u4) / 12.0
-            g2 = (u3 + u4 - u1 - u2) / 6.0 + u5
+            g0 = u0 * 0.25 - (u1 + u2) * _SIXTH + (u3 + u4) * _TWENTYFOURTH
+            g1 = (u2 - u1) * _SIXTH + (u3 - u4) * _TWELFTH
+            g2 = (u3 + u4 - u1 - u2) * _SIXTH + u5
             if add:
                 gwf[t, j] += g0
                 gwf[t, 3 + j] += g1
@@ -281,138 +247,199 @@ def _filters_back(dU, S, gwf, add):
                 gwf[t, 6 + j] = g2
 
 
-# ------------------------------------------------------------------- tiles in and out of images
+# ------------------------------------------------------------------- channel-last copies of a chunk
+# The tile transforms run over vectors of channels: a chunk's input is copied channel-last once, and its
+# output is written channel-last and copied back (the copies are single passes; gathering 6×6 tiles from
+# channel-first images was slower than the GEMMs it fed).
 
 @njit(cache=True, error_model="numpy")
-def _gather(xc, ph, pw, th, tw, D):
-    # xc (H, W) one channel -> D (36, th*tw): tile (ty, tx) position i*6+j = xc[4ty-ph+i, 4tx-pw+j], 0 outside
-    H, W = xc.shape
-    for ty in range(th):
-        base = ty * tw
-        for i in range(6):
-            h = 4 * ty - ph + i
-            for j in range(6):
-                d = D[i * 6 + j, base:base + tw]
-                if h < 0 or h >= H:
-                    for t in range(tw):
-                        d[t] = 0.0
-                    continue
-                off = j - pw
-                lo = min(tw, max(0, -(off // 4)))  # first tx with 4tx + off >= 0
-                hi = max(lo, min(tw, (W - 1 - off) // 4 + 1))  # past the last with 4tx + off <= W-1
-                for t in range(lo):
-                    d[t] = 0.0
-                src = xc[h, 4 * lo + off:W:4]
-                for t in range(hi - lo):
-                    d[lo + t] = src[t]
-                for t in range(hi, tw):
-                    d[t] = 0.0
+def _to_last(x, n0, m, xt):
+    # x[n0 .. n0+m-1] (m, C, H, W) -> xt (m, H*W, C): 16×16 blocks, so reads and writes both stay in lines
+    C = x.shape[1]
+    HW = x.shape[2] * x.shape[3]
+    for j in range(m):
+        src = x[n0 + j].reshape(C, HW)
+        dst = xt[j]
+        for c0 in range(0, C, 16):
+            nc = min(16, C - c0)
+            for s0 in range(0, HW, 16):
+                ns = min(16, HW - s0)
+                for s in range(ns):
+                    d = dst[s0 + s]
+                    for c in range(nc):
+                        d[c0 + c] = src[c0 + c, s0 + s]
 
 
 @njit(cache=True, error_model="numpy")
-def _scatter_add(D, ph, pw, th, tw, gc):
-    # the adjoint of _gather: gc (H, W) += D's tiles at their places (tiles overlap by two rows and columns)
-    H, W = gc.shape
-    for ty in range(th):
-        base = ty * tw
-        for i in range(6):
-            h = 4 * ty - ph + i
-            if h < 0 or h >= H:
-                continue
-            for j in range(6):
-                d = D[i * 6 + j, base:base + tw]
-                off = j - pw
-                lo = min(tw, max(0, -(off // 4)))
-                hi = max(lo, min(tw, (W - 1 - off) // 4 + 1))
-                dst = gc[h, 4 * lo + off:W:4]
-                for t in range(hi - lo):
-                    dst[t] += d[lo + t]
+def _to_first(ot, bias, n0, m, out):
+    # ot (m, P*Q, K) -> out[n0 .. n0+m-1] (m, K, P, Q), + bias (K,) or (0,)
+    K = out.shape[1]
+    PQ = out.shape[2] * out.shape[3]
+    for j in range(m):
+        dst = out[n0 + j].reshape(K, PQ)
+        src = ot[j]
+        for s0 in range(0, PQ, 32):
+            n = min(32, PQ - s0)
+            for k in range(K):
+                row = dst[k, s0:s0 + n]
+                bk = bias[k] if bias.shape[0] > 0 else src[0, 0] - src[0, 0]
+                for s in range(n):
+                    row[s] = src[s0 + s, k] + bk
 
 
 @njit(cache=True, error_model="numpy")
-def _put(Y, bias, th, tw, ok):
-    # Y (16, th*tw) output tiles -> ok (P, Q) one output channel, + bias; the parts of edge tiles past P or Q
-    # are dropped
-    P, Q = ok.shape
-    for ty in range(th):
-        base = ty * tw
-        for p in range(4):
-            r = 4 * ty + p
-            if r >= P:
-                break
-            for q in range(4):
-                dst = ok[r, q:Q:4]
-                y = Y[p * 4 + q, base:base + tw]
-                for t in range(min(tw, dst.shape[0])):
-                    dst[t] = y[t] + bias
+def _px(xj, h, w, H, W, zero):
+    # position (h, w) of a channel-last image (H*W, C), or the zero row outside it
+    if h < 0 or h >= H or w < 0 or w >= W:
+        return zero
+    return xj[h * W + w]
+
+
+# ------------------------------------------------------------------- the tile transforms of a chunk
+
+@njit(cache=True, error_model="numpy")
+def _in_tiles(xt, H, W, ph, pw, th, tw, V, T, zero, k2, k4, k5):
+    # xt (m, H*W, C) -> V (36, m*th*tw, C) = Bᵀ d B per 6×6 input tile; T (36, C) scratch
+    tpi = th * tw
+    for j in range(xt.shape[0]):
+        xj = xt[j]
+        for ty in range(th):
+            h0 = 4 * ty - ph
+            for tx in range(tw):
+                t = j * tpi + ty * tw + tx
+                w0 = 4 * tx - pw
+                for c in range(6):
+                    w_ = w0 + c
+                    _bt(_px(xj, h0, w_, H, W, zero), _px(xj, h0 + 1, w_, H, W, zero),
+                        _px(xj, h0 + 2, w_, H, W, zero), _px(xj, h0 + 3, w_, H, W, zero),
+                        _px(xj, h0 + 4, w_, H, W, zero), _px(xj, h0 + 5, w_, H, W, zero),
+                        T[c], T[6 + c], T[12 + c], T[18 + c], T[24 + c], T[30 + c], k2, k4, k5)
+                for u in range(6):
+                    r = u * 6
+                    _bt(T[r], T[r + 1], T[r + 2], T[r + 3], T[r + 4], T[r + 5],
+                        V[r, t], V[r + 1, t], V[r + 2, t], V[r + 3, t], V[r + 4, t], V[r + 5, t], k2, k4, k5)
 
 
 @njit(cache=True, error_model="numpy")
-def _take(gk, th, tw, Y):
-    # the adjoint of _put: gk (P, Q) one output channel's gradient -> Y (16, th*tw), 0 past P or Q
-    P, Q = gk.shape
-    for ty in range(th):
-        base = ty * tw
-        for p in range(4):
-            r = 4 * ty + p
-            for q in range(4):
-                y = Y[p * 4 + q, base:base + tw]
-                n = 0
-                if r < P:
-                    src = gk[r, q:Q:4]
-                    n = min(tw, src.shape[0])
-                    for t in range(n):
-                        y[t] = src[t]
-                for t in range(n, tw):
-                    y[t] = 0.0
+def _out_tiles(M, P, Q, th, tw, ot, S, sink, k2, k4, k8):
+    # M (36, m*th*tw, K) -> ot (m, P*Q, K) = Aᵀ m A per 4×4 output tile (edge-tile parts past P or Q go to the
+    # sink row); S (24, K) scratch
+    tpi = th * tw
+    for j in range(ot.shape[0]):
+        oj = ot[j]
+        for ty in range(th):
+            for tx in range(tw):
+                t = j * tpi + ty * tw + tx
+                for v in range(6):
+                    _at(M[v, t], M[6 + v, t], M[12 + v, t], M[18 + v, t], M[24 + v, t], M[30 + v, t],
+                        S[v], S[6 + v], S[12 + v], S[18 + v], k2, k4, k8)
+                for p in range(4):
+                    r = 4 * ty + p
+                    q0 = 4 * tx
+                    _at(S[p * 6], S[p * 6 + 1], S[p * 6 + 2], S[p * 6 + 3], S[p * 6 + 4], S[p * 6 + 5],
+                        _px(oj, r, q0, P, Q, sink), _px(oj, r, q0 + 1, P, Q, sink),
+                        _px(oj, r, q0 + 2, P, Q, sink), _px(oj, r, q0 + 3, P, Q, sink), k2, k4, k8)
+
+
+@njit(cache=True, error_model="numpy")
+def _grad_tiles(got, P, Q, th, tw, Z, S, zero, k2, k4, k8):
+    # the adjoint of _out_tiles: got (m, P*Q, K) -> Z (36, m*th*tw, K) = A y Aᵀ; S (24, K) scratch
+    tpi = th * tw
+    for j in range(got.shape[0]):
+        gj = got[j]
+        for ty in range(th):
+            r = 4 * ty
+            for tx in range(tw):
+                t = j * tpi + ty * tw + tx
+                for q in range(4):
+                    c = 4 * tx + q
+                    _a(_px(gj, r, c, P, Q, zero), _px(gj, r + 1, c, P, Q, zero), _px(gj, r + 2, c, P, Q, zero),
+                       _px(gj, r + 3, c, P, Q, zero), S[q], S[4 + q], S[8 + q], S[12 + q], S[16 + q], S[20 + q],
+                       k2, k4, k8)
+                for u in range(6):
+                    r4 = u * 4
+                    _a(S[r4], S[r4 + 1], S[r4 + 2], S[r4 + 3], Z[u * 6, t], Z[u * 6 + 1, t], Z[u * 6 + 2, t],
+                       Z[u * 6 + 3, t], Z[u * 6 + 4, t], Z[u * 6 + 5, t], k2, k4, k8)
+
+
+@njit(cache=True, error_model="numpy")
+def _back_in_tiles(dV, H, W, ph, pw, th, tw, gxt, T, R, k2, k4, k5):
+    # the adjoint of _in_tiles: gxt (m, H*W, C) += B dv Bᵀ of each tile at its place (tiles overlap by two
+    # rows and columns); T, R (36, C) scratch
+    tpi = th * tw
+    C = gxt.shape[2]
+    for j in range(gxt.shape[0]):
+        gj = gxt[j]
+        for ty in range(th):
+            h0 = 4 * ty - ph
+            for tx in range(tw):
+                t = j * tpi + ty * tw + tx
+                w0 = 4 * tx - pw
+                for u in range(6):
+                    r = u * 6
+                    _b(dV[r, t], dV[r + 1, t], dV[r + 2, t], dV[r + 3, t], dV[r + 4, t], dV[r + 5, t],
+                       T[r], T[r + 1], T[r + 2], T[r + 3], T[r + 4], T[r + 5], k2, k4, k5)
+                for c in range(6):
+                    _b(T[c], T[6 + c], T[12 + c], T[18 + c], T[24 + c], T[30 + c],
+                       R[c], R[6 + c], R[12 + c], R[18 + c], R[24 + c], R[30 + c], k2, k4, k5)
+                for i in range(6):
+                    h = h0 + i
+                    if h < 0 or h >= H:
+                        continue
+                    for c in range(6):
+                        w_ = w0 + c
+                        if w_ < 0 or w_ >= W:
+                            continue
+                        dst = gj[h * W + w_]
+                        src = R[i * 6 + c]
+                        for s in range(C):
+                            dst[s] += src[s]
 
 
 # ------------------------------------------------------------------- the passes of one lane
 
 @njit(cache=True, error_model="numpy")
-def _chunk_images(lo, hi, tpi, per_tile, area):
+def _chunk_images(lo, hi, per_img, area):
     # images per chunk: as many as the area holds, spread evenly over the chunks the lane needs
     m = hi - lo
-    fit = max(1, min(m, area // (tpi * per_tile)))
+    fit = max(1, min(m, area // per_img))
     chunks = -(-m // fit) if m > 0 else 1
     return max(1, -(-m // chunks))
 
 
 @njit(cache=True, error_model="numpy")
-def _input_tiles(x, n0, m, ph, pw, th, tw, D, T, V, k2, k4, k5):
-    # V (36, C, m*tpi) = the transformed input tiles of samples n0 .. n0+m-1
-    C = x.shape[1]
-    tpi = th * tw
-    for c in range(C):
-        for j in range(m):
-            _gather(x[n0 + j, c], ph, pw, th, tw, D[:, j * tpi:(j + 1) * tpi])
-        _tf_in(D, T, V[:, c, :], k2, k4, k5)
-
-
-@njit(cache=True, error_model="numpy")
 def _forward_samples(x, U, b, ph, pw, lo, hi, out, area):
-    C = x.shape[1]
-    K = out.shape[1]
-    th, tw = (out.shape[2] + 3) // 4, (out.shape[3] + 3) // 4
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    K, P, Q = out.shape[1], out.shape[2], out.shape[3]
+    th, tw = (P + 3) // 4, (Q + 3) // 4
     tpi = th * tw
     k2, k4, k5, k8 = _consts(x)
-    per_tile = NA * (C + K + 2)
-    nb = _chunk_images(lo, hi, tpi, per_tile, area.size)
+    fixed = area[area.size - _fixed(C, K):]
+    T = fixed[0:36 * C].reshape(36, C)
+    S = fixed[72 * max(C, K):72 * max(C, K) + 24 * K].reshape(24, K)
+    zero = fixed[96 * max(C, K):96 * max(C, K) + C]
+    sink = fixed[98 * max(C, K):98 * max(C, K) + K]
+    zero[:] = 0.0
+    chunk = area[:area.size - _fixed(C, K)]
+    nb = _chunk_images(lo, hi, _per_image(C, K, P, Q), chunk.size)
     for n0 in range(lo, hi, nb):
         m = min(nb, hi - n0)
         nt = m * tpi
-        V = area[0:NA * C * nt].reshape(NA, C, nt)
-        M = area[NA * C * nt:NA * (C + K) * nt].reshape(NA, K, nt)
-        D = area[NA * (C + K) * nt:NA * (C + K + 1) * nt].reshape(NA, nt)
-        T = area[NA * (C + K + 1) * nt:NA * (C + K + 2) * nt].reshape(NA, nt)
-        _input_tiles(x, n0, m, ph, pw, th, tw, D, T, V, k2, k4, k5)
+        V, o = _carve3(chunk, 0, NA, nt, C)
+        M, o = _carve3(chunk, o, NA, nt, K)
+        xt, o = _carve3(chunk, o, m, H * W, C)
+        ot, o = _carve3(chunk, o, m, P * Q, K)
+        _to_last(x, n0, m, xt)
+        _in_tiles(xt, H, W, ph, pw, th, tw, V, T, zero[:C], k2, k4, k5)
         for a in range(NA):
-            np.dot(U[a], V[a], M[a])
-        for k in range(K):
-            _tf_out(M[:, k, :], T, D, k2, k4, k8)
-            bk = b[k] if b.shape[0] > 0 else k2 - k2  # zero in the data's dtype
-            for j in range(m):
-                _put(D[:16, j * tpi:(j + 1) * tpi], bk, th, tw, out[n0 + j, k])
+            np.dot(V[a], U[a].T, M[a])
+        _out_tiles(M, P, Q, th, tw, ot, S, sink, k2, k4, k8)
+        _to_first(ot, b, n0, m, out)
+
+
+@njit(cache=True, error_model="numpy")
+def _carve3(ws, o, a, b, c):
+    return ws[o:o + a * b * c].reshape(a, b, c), o + a * b * c
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
@@ -439,47 +466,67 @@ def winograd_forward(x, w, b, ph, pw, nl, out, ws):
 
 
 @njit(cache=True, error_model="numpy")
+def _grad_to_first(gxt, n0, m, gx):
+    # gxt (m, H*W, C) -> gx[n0 .. n0+m-1] (m, C, H, W)
+    C = gx.shape[1]
+    HW = gx.shape[2] * gx.shape[3]
+    for j in range(m):
+        dst = gx[n0 + j].reshape(C, HW)
+        src = gxt[j]
+        for s0 in range(0, HW, 32):
+            n = min(32, HW - s0)
+            for c in range(C):
+                row = dst[c, s0:s0 + n]
+                for s in range(n):
+                    row[s] = src[s0 + s, c]
+
+
+@njit(cache=True, error_model="numpy")
 def _backward_samples(gout, x, U, ph, pw, lo, hi, gx, gwp, need_gx, need_gw, area):
     # samples lo .. hi-1: gx[lo:hi] overwritten, their filter gradient into gwp (K*C, 9), overwritten.
-    # area: a chunk's filter gradient dU (36, K, C), the filter transform's scratch (18, K*C), the tiles
-    C = x.shape[1]
-    K = gout.shape[1]
+    # area: a chunk's filter gradient dU (36, K, C), the filter transform's scratch (18, K*C), the chunk, the
+    # per-tile scratch
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    K, P, Q = gout.shape[1], gout.shape[2], gout.shape[3]
     KC = K * C
-    th, tw = (gout.shape[2] + 3) // 4, (gout.shape[3] + 3) // 4
+    th, tw = (P + 3) // 4, (Q + 3) // 4
     tpi = th * tw
     k2, k4, k5, k8 = _consts(x)
+    mx = max(C, K)
     dU = area[0:NA * KC].reshape(NA, KC)
-    S = area[NA * KC:(NA + 18) * KC].reshape(18, KC)
-    tiles_ws = area[(NA + 18) * KC:]
-    per_tile = NA * (C + K + 2)
-    nb = _chunk_images(lo, hi, tpi, per_tile, tiles_ws.size)
+    S18 = area[NA * KC:(NA + 18) * KC].reshape(18, KC)
+    fixed = area[area.size - _fixed(C, K):]
+    T = fixed[0:36 * C].reshape(36, C)
+    R = fixed[36 * mx:36 * mx + 36 * C].reshape(36, C)
+    S = fixed[72 * mx:72 * mx + 24 * K].reshape(24, K)
+    zero = fixed[96 * mx:96 * mx + mx]  # one row of zeros serves C and K
+    zero[:] = 0.0
+    chunk = area[(NA + 18) * KC:area.size - _fixed(C, K)]
+    nb = _chunk_images(lo, hi, _per_image(C, K, P, Q), chunk.size)
     if need_gw and hi <= lo:
         gwp[:] = 0.0
     for n0 in range(lo, hi, nb):
         m = min(nb, hi - n0)
         nt = m * tpi
-        V = tiles_ws[0:NA * C * nt].reshape(NA, C, nt)
-        Z = tiles_ws[NA * C * nt:NA * (C + K) * nt].reshape(NA, K, nt)
-        D = tiles_ws[NA * (C + K) * nt:NA * (C + K + 1) * nt].reshape(NA, nt)
-        T = tiles_ws[NA * (C + K + 1) * nt:NA * (C + K + 2) * nt].reshape(NA, nt)
-        for k in range(K):
-            for j in range(m):
-                _take(gout[n0 + j, k], th, tw, D[:16, j * tpi:(j + 1) * tpi])
-            _tf_back_out(D, T, Z[:, k, :], k2, k4, k8)
+        V, o = _carve3(chunk, 0, NA, nt, C)
+        Z, o = _carve3(chunk, o, NA, nt, K)
+        xt, o = _carve3(chunk, o, m, H * W, C)
+        got, o = _carve3(chunk, o, m, P * Q, K)
+        _to_last(gout, n0, m, got)
+        _grad_tiles(got, P, Q, th, tw, Z, S, zero[:K], k2, k4, k8)
         if need_gw:
-            _input_tiles(x, n0, m, ph, pw, th, tw, D, T, V, k2, k4, k5)
+            _to_last(x, n0, m, xt)
+            _in_tiles(xt, H, W, ph, pw, th, tw, V, T, zero[:C], k2, k4, k5)
             for a in range(NA):
-                np.dot(Z[a], V[a].T, dU[a].reshape(K, C))
-            _filters_back(dU, S, gwp, n0 != lo)
+                np.dot(Z[a].T, V[a], dU[a].reshape(K, C))
+            _filters_back(dU, S18, gwp, n0 != lo)
         if need_gx:
             for a in range(NA):
-                np.dot(U[a].T, Z[a], V[a])  # V's slot now holds the gradient of the input tiles
-            for j in range(m):
-                gx[n0 + j][:] = 0.0
-            for c in range(C):
-                _tf_back_in(V[:, c, :], T, D, k2, k4, k5)
-                for j in range(m):
-                    _scatter_add(D[:, j * tpi:(j + 1) * tpi], ph, pw, th, tw, gx[n0 + j, c])
+                np.dot(Z[a], U[a], V[a])  # V's slot now holds the gradient of the input tiles
+            gxt = xt  # the input's channel-last copy is not needed any more
+            gxt[:] = 0.0
+            _back_in_tiles(V, H, W, ph, pw, th, tw, gxt, T, R, k2, k4, k5)
+            _grad_to_first(gxt, n0, m, gx)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
