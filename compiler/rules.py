@@ -114,7 +114,9 @@ def conv_fwd(ctx: Any, n: Node, ins: list[Any], out: Any) -> None:
     c, k, kh, kw, p, q = _conv_geometry(ctx, n)
     a = n.attrs
     ws = ctx.ws("cols", _conv_ws(n, c, k, kh, kw, p, q, False))
-    ctx.emit("conv.conv2d_forward", ins[0], ctx.param(n, "weight"), _bias(ctx, n), *a["stride"], *a["pad"],
+    # 3×3 stride-1 layers get the kernel with the Winograd path; the others never compile it
+    wino = "_winograd" if _winograd_applies(n, c, k, kh, kw, p, q) else ""
+    ctx.emit(f"conv.conv2d{wino}_forward", ins[0], ctx.param(n, "weight"), _bias(ctx, n), *a["stride"], *a["pad"],
              *a["dilation"], a["groups"], out, ws)
 
 
@@ -126,7 +128,8 @@ def conv_bwd(ctx: Any, n: Node, ins: list[Any], out: Any, gout: Any, gins: list[
     gw, need_gw = _pg(ctx, n, "weight", 4)
     gb, _ = _pg(ctx, n, "bias", 1)
     ws = ctx.ws("gcols", _conv_ws(n, c, k, kh, kw, p, q, True))
-    ctx.emit("conv.conv2d_backward", gout, ins[0], ctx.param(n, "weight"), *a["stride"], *a["pad"], *a["dilation"],
+    wino = "_winograd" if _winograd_applies(n, c, k, kh, kw, p, q) else ""
+    ctx.emit(f"conv.conv2d{wino}_backward", gout, ins[0], ctx.param(n, "weight"), *a["stride"], *a["pad"], *a["dilation"],
              a["groups"], gx, gw, gb, need_gx, need_gw, ws)
 
 

@@ -371,7 +371,8 @@ def _entries(prog: Any, x: dict[str, Any], base: float, c: Check, p: Any, g: Any
              entries: int) -> None:
     """Two-sided differences entry by entry: most where the generated gradient is not zero (a max-pool or relu
     zeroes many, and a check there says little), one anywhere (a gradient wrongly left at zero). Up to twice
-    `entries` entries are tried per pool, entries where the loss is not smooth being skipped."""
+    `entries` entries are tried per pool (up to eight times as many while none has counted), entries where
+    the loss is not smooth being skipped."""
     import numpy as np
 
     nonzero = np.flatnonzero(g)
@@ -380,7 +381,10 @@ def _entries(prog: Any, x: dict[str, Any], base: float, c: Check, p: Any, g: Any
     for pool, want in ((rng.permutation(nonzero), want_nz), (rng.permutation(p.size), entries)):
         tried = 0
         for i in pool:
-            if counted >= want or tried >= 2 * entries:
+            # where every entry so far crossed kinks, keep drawing (up to 8x): a tensor of a deep relu network
+            # (ResNet-152's first blocks) has smooth entries, but fewer of them
+            limit = 8 * entries if counted == 0 else 2 * entries
+            if counted >= want or tried >= limit:
                 break
             if i in c.seen:
                 continue

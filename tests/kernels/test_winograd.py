@@ -61,13 +61,13 @@ def _run(x, w, b, p, P, Q, gout, lanes=1, need=(True, True), ws_f=None, ws_b=Non
     geo = (C, K, 3, 3, P, Q, 1, 1, 1, p, p, 1, 1)
     out = np.full((B, K, P, Q), np.nan, x.dtype)
     ws = ws_f if ws_f is not None else np.full(conv.conv2d_workspace_size(*geo, lanes=lanes), np.nan, x.dtype)
-    conv.conv2d_forward(x, w, b, 1, 1, p, p, 1, 1, 1, out, ws)
+    conv.conv2d_winograd_forward(x, w, b, 1, 1, p, p, 1, 1, 1, out, ws)
     gx = np.full_like(x, np.nan) if need[0] else np.empty((0, 0, 0, 0), x.dtype)
     gw = np.full_like(w, np.nan) if need[1] else np.empty((0, 0, 0, 0), x.dtype)
     gb = np.empty_like(b)
     wsb = ws_b if ws_b is not None else np.full(conv.conv2d_backward_workspace_size(*geo, lanes=lanes), np.nan,
                                                  x.dtype)
-    conv.conv2d_backward(gout, x, w, 1, 1, p, p, 1, 1, 1, gx, gw, gb, need[0], need[1], wsb)
+    conv.conv2d_winograd_backward(gout, x, w, 1, 1, p, p, 1, 1, 1, gx, gw, gb, need[0], need[1], wsb)
     return out, gx, gw, gb
 
 
@@ -106,7 +106,7 @@ def test_winograd_gradients_directional():
     out = np.empty((B, K, P, Q))
 
     def loss():
-        conv.conv2d_forward(x, w, b, 1, 1, p, p, 1, 1, 1, out, ws)
+        conv.conv2d_winograd_forward(x, w, b, 1, 1, p, p, 1, 1, 1, out, ws)
         return float(np.sum(out * R))
 
     _, gx, gw, gb = _run(x, w, b, p, P, Q, R)
@@ -192,3 +192,19 @@ def test_lowering_sizes_the_workspace_as_the_kernels_do(geom):
     args = (C, K, kh, kw, P, Q, g, s, s, 1, 1, d, d)
     assert rules._conv_ws(node, C, K, kh, kw, P, Q, False) == conv.conv2d_workspace_size(*args)
     assert rules._conv_ws(node, C, K, kh, kw, P, Q, True) == conv.conv2d_backward_workspace_size(*args)
+
+
+def test_lowering_picks_the_winograd_kernels_only_where_they_apply():
+    # LeNet (5×5 filters, 6 and 16 channels) never compiles the Winograd path (seconds of cold compile); a
+    # CIFAR ResNet's 3×3 stride-1 layers call it, its strided and 1×1 layers do not
+    from pathlib import Path
+
+    import netdsl
+
+    specs = Path(__file__).resolve().parents[2] / "specs"
+    lenet = netdsl.compile(netdsl.load(specs / "lenet5.net"), batch=2).code()
+    assert "conv2d_forward(" in lenet and "winograd" not in lenet
+    resnet = netdsl.compile(netdsl.load(specs / "resnet20_cifar.net", classes=10), batch=2).code()
+    # 18 3×3 layers in 9 blocks, two of them strided; the 3-channel stem and the two 1×1 projections stay too
+    assert resnet.count("conv2d_winograd_forward(") == 16 and resnet.count("conv2d_winograd_backward(") == 16
+    assert resnet.count("conv2d_forward(") == 1 + 2 + 2

@@ -275,17 +275,16 @@ def _forward_lanes(x, w2, b, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, nl, lan
 @njit(cache=True, error_model="numpy")
 def conv2d_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, out, ws):
     # x (B, C, H, W), w (K, C/g, kh, kw), b (K,) or (0,) -> out (B, K, P, Q); ws >= conv2d_workspace_size
+    K, Cg, kh, kw = w.shape
+    nl = _lanes(ws.size, max((Cg * kh * kw + K // groups) * out.shape[2] * out.shape[3], _CHUNK), x.shape[0])
+    _im2col_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, nl, out, ws)
+
+
+@njit(cache=True, error_model="numpy")
+def _im2col_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, nl, out, ws):
     B = x.shape[0]
     K, Cg, kh, kw = w.shape
-    P = out.shape[2]
-    Q = out.shape[3]
     w2 = w.reshape(K, Cg * kh * kw)
-    C = x.shape[1]
-    nl, wino = _plan(ws.size, B, C, K, kh, kw, stride_h, stride_w, dil_h, dil_w, groups, P, Q,
-                     wg.forward_lane(C, K, P, Q), max((Cg * kh * kw + K // groups) * P * Q, _CHUNK))
-    if wino:
-        wg.winograd_forward(x, w, b, pad_h, pad_w, nl, out, ws)
-        return
     lane = ws.size // nl  # a smaller workspace than the helpers give still works: smaller chunks, fewer lanes
     if nl == 1:
         _forward_samples(x, w2, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw, 0, B, out,
@@ -293,6 +292,24 @@ def conv2d_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, grou
     else:
         _forward_lanes(x, w2, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw, nl, lane,
                        out, ws)
+
+
+@njit(cache=True, error_model="numpy")
+def conv2d_winograd_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, out, ws):
+    # conv2d_forward for the layers `winograd.applies` to (lowering picks it; compiling it costs seconds that
+    # networks without such a layer, LeNet's, should not pay): Winograd when the batch has tiles enough, else
+    # im2col from the same workspace
+    B = x.shape[0]
+    K, Cg, kh, kw = w.shape
+    P = out.shape[2]
+    Q = out.shape[3]
+    C = x.shape[1]
+    nl, wino = _plan(ws.size, B, C, K, kh, kw, stride_h, stride_w, dil_h, dil_w, groups, P, Q,
+                     wg.forward_lane(C, K, P, Q), max((Cg * kh * kw + K // groups) * P * Q, _CHUNK))
+    if wino:
+        wg.winograd_forward(x, w, b, pad_h, pad_w, nl, out, ws)
+    else:
+        _im2col_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, nl, out, ws)
 
 
 @njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
@@ -390,12 +407,25 @@ def conv2d_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, 
                     gx, gw, gb, need_gx, need_gw, ws):
     # gout (B, K, P, Q), x (B, C, H, W), w (K, C/g, kh, kw) -> gx like x, gw like w, gb (K,) or (0,)
     # ws >= conv2d_backward_workspace_size; lanes of samples run in parallel, each with its partial gw
+    K, Cg, kh, kw = w.shape
+    ck = Cg * kh * kw
+    lane = max((2 * ck + K) * gout.shape[2] * gout.shape[3], _CHUNK) + (K // groups) * ck + K * ck
+    nl = _lanes(ws.size, lane, x.shape[0])
+    if gb.shape[0] > 0:
+        _bias_grad(gout, gb)
+    _im2col_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, gx, gw, need_gx, need_gw,
+                     nl, ws)
+
+
+@njit(cache=True, error_model="numpy")
+def conv2d_winograd_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups,
+                             gx, gw, gb, need_gx, need_gw, ws):
+    # conv2d_backward for the layers `winograd.applies` to (as conv2d_winograd_forward)
     B = x.shape[0]
     K, Cg, kh, kw = w.shape
     P = gout.shape[2]
     Q = gout.shape[3]
     ck = Cg * kh * kw
-    w2 = w.reshape(K, ck)
     C = x.shape[1]
     nl, wino = _plan(ws.size, B, C, K, kh, kw, stride_h, stride_w, dil_h, dil_w, groups, P, Q,
                      wg.backward_lane(C, K, P, Q),
@@ -404,7 +434,18 @@ def conv2d_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, 
         _bias_grad(gout, gb)
     if wino:
         wg.winograd_backward(gout, x, w, pad_h, pad_w, nl, gx, gw, need_gx, need_gw, ws)
-        return
+    else:
+        _im2col_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, gx, gw, need_gx,
+                         need_gw, nl, ws)
+
+
+@njit(cache=True, error_model="numpy")
+def _im2col_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, gx, gw, need_gx, need_gw,
+                     nl, ws):
+    B = x.shape[0]
+    K, Cg, kh, kw = w.shape
+    ck = Cg * kh * kw
+    w2 = w.reshape(K, ck)
     lane = ws.size // nl
     if nl == 1:
         gwp = ws[lane - K * ck:lane].reshape(K, ck)

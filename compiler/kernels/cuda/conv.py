@@ -225,3 +225,9 @@ def conv2d_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, 
             launch(_conv_dgrad, gx.size, flat(gout), flat(w), flat(gx), C, H, W, K, Cg, kh, kw, P, Q, stride_h,
                    stride_w, pad_h, pad_w, dil_h, dil_w, groups, gx.size)
 
+
+
+# The CPU lowering names its own kernels for 3×3 stride-1 layers (their Winograd path, compiled only where a
+# network has such a layer); on the device they are the same implicit GEMM as every other convolution.
+conv2d_winograd_forward = conv2d_forward
+conv2d_winograd_backward = conv2d_backward
