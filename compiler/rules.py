@@ -88,7 +88,7 @@ _WINO_BUDGET = 1 << 22  # winograd.py's BUDGET
 def _winograd_applies(n: Node, c: int, k: int, kh: int, kw: int, p: int, q: int) -> bool:
     a = n.attrs
     return (kh == kw == 3 and tuple(a["stride"]) == (1, 1) and tuple(a["dilation"]) == (1, 1) and a["groups"] == 1
-            and c >= 16 and k >= 16 and p >= 8 and q >= 8)
+            and c >= 16 and k >= 16 and p >= 4 and q >= 4)
 
 
 def _conv_ws(n: Node, c: int, k: int, kh: int, kw: int, p: int, q: int, backward: bool) -> int:
@@ -103,9 +103,8 @@ def _conv_ws(n: Node, c: int, k: int, kh: int, kw: int, p: int, q: int, backward
     if not _winograd_applies(n, c, k, kh, kw, p, q):
         return lanes() * lane
     image = ((p + 3) // 4) * ((q + 3) // 4) * 36 * (c + k) + (p + 2) * (q + 2) * c + p * q * k
-    fixed = 100 * max(c, k)
-    wino = (63 * k * c + max(image, _WINO_BUDGET) + fixed if backward
-            else max(max(image, _WINO_BUDGET) + fixed, 18 * k * c))
+    fixed = 100 * max(c, k) + 21 * 512  # winograd.py's _fixed (FB = 512)
+    wino = (45 * k * c if backward else 0) + max(image, _WINO_BUDGET) + fixed
     return 36 * k * c + lanes() * max(wino, lane)
 
 

@@ -29,15 +29,16 @@ NA = 36  # positions of a 6×6 tile
 # elements of a lane's area its chunk of transformed tiles may fill (16 MB of float32): large enough for wide
 # GEMMs (LeNet-sized chunks would starve BLAS), small enough to keep the workspace near im2col's
 BUDGET = 1 << 22
+FB = 512  # filters per block of the filter transforms: their intermediate rows (21 × FB) stay in cache
 
 
 @njit(cache=True, error_model="numpy")
 def applies(C, K, kh, kw, sh, sw, dh, dw, groups, P, Q):
     """Whether a convolution's geometry takes this path (the batch decides again at run time): 3×3, stride 1,
-    undilated, ungrouped, 16 channels in and out at least (fewer starve the GEMMs) and an output of 8×8 at
-    least (four tiles a sample; smaller ones, ResNet's last stage at 4×4, stay with im2col)."""
+    undilated, ungrouped, 16 channels in and out at least (fewer starve the GEMMs) and an output of 4×4 at
+    least (one tile a sample: ResNet's last stage, where Winograd halves im2col's time at batch 32)."""
     return (kh == 3 and kw == 3 and sh == 1 and sw == 1 and dh == 1 and dw == 1 and groups == 1
-            and C >= 16 and K >= 16 and P >= 8 and Q >= 8)
+            and C >= 16 and K >= 16 and P >= 4 and Q >= 4)
 
 
 @njit(cache=True, error_model="numpy")
@@ -50,23 +51,22 @@ def _per_image(C, K, P, Q):
 
 @njit(cache=True, error_model="numpy")
 def _fixed(C, K):
-    # a lane's per-tile scratch: T, R (36 rows each), S (24), a zero row and a sink row, of max(C, K)
-    return 100 * max(C, K)
+    # a lane's scratch: T, R (36 rows each), S (24), a zero row and a sink row, of max(C, K); then the filter
+    # transforms' blocks (21 × FB, the area's last elements)
+    return 100 * max(C, K) + 21 * FB
 
 
 @njit(cache=True, error_model="numpy")
 def forward_lane(C, K, P, Q):
-    """Elements of one lane's forward area: a chunk of samples (one at least) and the per-tile scratch, and
-    the filter transform's scratch (18·K·C), which lane 0's area lends before the lanes start."""
-    return max(max(_per_image(C, K, P, Q), BUDGET) + _fixed(C, K), 18 * K * C)
+    """Elements of one lane's forward area: a chunk of samples (one at least) and the per-tile scratch."""
+    return max(_per_image(C, K, P, Q), BUDGET) + _fixed(C, K)
 
 
 @njit(cache=True, error_model="numpy")
 def backward_lane(C, K, P, Q):
-    """One lane's backward area: a chunk's filter gradient in the transformed domain (36·K·C), the filter
-    transform's scratch (18·K·C), a chunk of samples and the per-tile scratch, and the lane's partial filter
-    gradient (9·K·C)."""
-    return 63 * K * C + max(_per_image(C, K, P, Q), BUDGET) + _fixed(C, K)
+    """One lane's backward area: a chunk's filter gradient in the transformed domain (36·K·C), a chunk of
+    samples and the per-tile scratch, and the lane's partial filter gradient (9·K·C)."""
+    return 45 * K * C + max(_per_image(C, K, P, Q), BUDGET) + _fixed(C, K)
 
 
 # ------------------------------------------------------------------- transforms over vectors of tiles
@@ -162,89 +162,123 @@ def _consts(dtype_of):
 _SIXTH, _TWELFTH, _TWENTYFOURTH = 1.0 / 6.0, 1.0 / 12.0, 1.0 / 24.0
 
 @njit(cache=True, error_model="numpy")
-def _filters(w, S, U):
-    # w (K, C, 3, 3) -> U (36, K*C); S (18, K*C) scratch. In float64 arithmetic (the 1/6 and 1/24 of G), once
-    # per call; the vector runs over (k, c) pairs.
-    KC = w.shape[0] * w.shape[1]
-    wf = w.reshape(KC, 9)
+def _filter_block(wf, S, U):
+    # wf (n, 9) filters -> U (36, n) = G g Gᵀ; S (18, >= n) scratch. Float64 arithmetic (G's 1/6 and 1/24);
+    # loops over whole views, which LLVM vectorises
+    n = wf.shape[0]
     for j in range(3):
-        s0 = S[j]
-        s1 = S[3 + j]
-        s2 = S[6 + j]
-        s3 = S[9 + j]
-        s4 = S[12 + j]
-        s5 = S[15 + j]
-        for t in range(KC):
+        s0 = S[j, :n]
+        s1 = S[3 + j, :n]
+        s2 = S[6 + j, :n]
+        s3 = S[9 + j, :n]
+        s4 = S[12 + j, :n]
+        s5 = S[15 + j, :n]
+        for t in range(n):
             g0 = np.float64(wf[t, j])
             g1 = np.float64(wf[t, 3 + j])
             g2 = np.float64(wf[t, 6 + j])
+            s = g0 + g2
             s0[t] = g0 * 0.25
-            s1[t] = -(g0 + g1 + g2) * _SIXTH
-            s2[t] = -(g0 - g1 + g2) * _SIXTH
+            s1[t] = -(s + g1) * _SIXTH
+            s2[t] = (g1 - s) * _SIXTH
             s3[t] = g0 * _TWENTYFOURTH + g1 * _TWELFTH + g2 * _SIXTH
             s4[t] = g0 * _TWENTYFOURTH - g1 * _TWELFTH + g2 * _SIXTH
             s5[t] = g2
     for u in range(6):
-        a = S[u * 3]
-        b = S[u * 3 + 1]
-        c = S[u * 3 + 2]
-        r = u * 6
-        for t in range(KC):
+        a = S[u * 3, :n]
+        b = S[u * 3 + 1, :n]
+        c = S[u * 3 + 2, :n]
+        o0 = U[u * 6]
+        o1 = U[u * 6 + 1]
+        o2 = U[u * 6 + 2]
+        o3 = U[u * 6 + 3]
+        o4 = U[u * 6 + 4]
+        o5 = U[u * 6 + 5]
+        for t in range(n):
             g0 = np.float64(a[t])
             g1 = np.float64(b[t])
             g2 = np.float64(c[t])
-            U[r, t] = g0 * 0.25
-            U[r + 1, t] = -(g0 + g1 + g2) * _SIXTH
-            U[r + 2, t] = -(g0 - g1 + g2) * _SIXTH
-            U[r + 3, t] = g0 * _TWENTYFOURTH + g1 * _TWELFTH + g2 * _SIXTH
-            U[r + 4, t] = g0 * _TWENTYFOURTH - g1 * _TWELFTH + g2 * _SIXTH
-            U[r + 5, t] = g2
+            s = g0 + g2
+            o0[t] = g0 * 0.25
+            o1[t] = -(s + g1) * _SIXTH
+            o2[t] = (g1 - s) * _SIXTH
+            o3[t] = g0 * _TWENTYFOURTH + g1 * _TWELFTH + g2 * _SIXTH
+            o4[t] = g0 * _TWENTYFOURTH - g1 * _TWELFTH + g2 * _SIXTH
+            o5[t] = g2
 
 
 @njit(cache=True, error_model="numpy")
-def _filters_back(dU, S, gwf, add):
-    # the adjoint of _filters: dU (36, K*C) -> gwf (K*C, 9) (+= when add); S (18, K*C) scratch
+def _filter_range(wf, U, t0, t1, S):
+    for b0 in range(t0, t1, FB):
+        b1 = min(t1, b0 + FB)
+        _filter_block(wf[b0:b1], S, U[:, b0:b1])
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _filter_lanes(wf, U, nl, rest, lane, tail):
+    KC = wf.shape[0]
+    for i in prange(nl):
+        end = (i + 1) * lane - tail
+        S = rest[end - 21 * FB:end].reshape(21, FB)
+        _filter_range(wf, U, i * KC // nl, (i + 1) * KC // nl, S)
+
+
+@njit(cache=True, error_model="numpy")
+def _filters(w, U, nl, rest, lane, tail):
+    # w (K, C, 3, 3) -> U (36, K*C) = G g Gᵀ per filter, split over the nl lanes; each lane's scratch is the
+    # last 21·FB elements of its area before `tail` (512×512 filters: 38 MB of U)
+    KC = w.shape[0] * w.shape[1]
+    wf = w.reshape(KC, 9)
+    if nl == 1:
+        _filter_range(wf, U, 0, KC, rest[lane - tail - 21 * FB:lane - tail].reshape(21, FB))
+    else:
+        _filter_lanes(wf, U, nl, rest, lane, tail)
+
+
+@njit(cache=True, error_model="numpy")
+def _gt3_rows(u0, u1, u2, u3, u4, u5, o0, o1, o2):
+    # columns of G (the adjoint of the transform above): six rows -> three
+    for t in range(o0.shape[0]):
+        a0 = np.float64(u0[t])
+        a1 = np.float64(u1[t])
+        a2 = np.float64(u2[t])
+        a3 = np.float64(u3[t])
+        a4 = np.float64(u4[t])
+        a5 = np.float64(u5[t])
+        s34 = a3 + a4
+        s12 = a1 + a2
+        o0[t] = a0 * 0.25 - s12 * _SIXTH + s34 * _TWENTYFOURTH
+        o1[t] = (a2 - a1) * _SIXTH + (a3 - a4) * _TWELFTH
+        o2[t] = (s34 - s12) * _SIXTH + a5
+
+
+@njit(cache=True, error_model="numpy")
+def _filters_back(dU, gwf, add, S):
+    # the adjoint of _filters: dU (36, K*C) -> gwf (K*C, 9) = Gᵀ du G (+= when add); S (21, FB) scratch:
+    # rows i*6+v from the first pass, rows 18..20 one row i of the second
     KC = gwf.shape[0]
-    for u in range(6):
-        r = u * 6
-        a = S[u * 3]
-        b = S[u * 3 + 1]
-        c = S[u * 3 + 2]
-        for t in range(KC):
-            u0 = np.float64(dU[r, t])
-            u1 = np.float64(dU[r + 1, t])
-            u2 = np.float64(dU[r + 2, t])
-            u3 = np.float64(dU[r + 3, t])
-            u4 = np.float64(dU[r + 4, t])
-            u5 = np.float64(dU[r + 5, t])
-            a[t] = u0 * 0.25 - (u1 + u2) * _SIXTH + (u3 + u4) * _TWENTYFOURTH
-            b[t] = (u2 - u1) * _SIXTH + (u3 - u4) * _TWELFTH
-            c[t] = (u3 + u4 - u1 - u2) * _SIXTH + u5
-    for j in range(3):
-        s0 = S[j]
-        s1 = S[3 + j]
-        s2 = S[6 + j]
-        s3 = S[9 + j]
-        s4 = S[12 + j]
-        s5 = S[15 + j]
-        for t in range(KC):
-            u0 = np.float64(s0[t])
-            u1 = np.float64(s1[t])
-            u2 = np.float64(s2[t])
-            u3 = np.float64(s3[t])
-            u4 = np.float64(s4[t])
-            u5 = np.float64(s5[t])
-            g0 = u0 * 0.25 - (u1 + u2) * _SIXTH + (u3 + u4) * _TWENTYFOURTH
-            g1 = (u2 - u1) * _SIXTH + (u3 - u4) * _TWELFTH
-            g2 = (u3 + u4 - u1 - u2) * _SIXTH + u5
-            if add:
-                gwf[t, j] += g0
-                gwf[t, 3 + j] += g1
-                gwf[t, 6 + j] += g2
-            else:
-                gwf[t, j] = g0
-                gwf[t, 3 + j] = g1
-                gwf[t, 6 + j] = g2
+    for b0 in range(0, KC, FB):
+        n = min(KC, b0 + FB) - b0
+        d = dU[:, b0:b0 + n]
+        for v in range(6):
+            _gt3_rows(d[v], d[6 + v], d[12 + v], d[18 + v], d[24 + v], d[30 + v],
+                      S[v, :n], S[6 + v, :n], S[12 + v, :n])
+        g = gwf[b0:b0 + n]
+        for i in range(3):
+            r = i * 6
+            o = S[18:21, :n]
+            _gt3_rows(S[r, :n], S[r + 1, :n], S[r + 2, :n], S[r + 3, :n], S[r + 4, :n], S[r + 5, :n], o[0], o[1],
+                      o[2])
+            for t in range(n):
+                gt = g[t]
+                if add:
+                    gt[i * 3] += o[0, t]
+                    gt[i * 3 + 1] += o[1, t]
+                    gt[i * 3 + 2] += o[2, t]
+                else:
+                    gt[i * 3] = o[0, t]
+                    gt[i * 3 + 1] = o[1, t]
+                    gt[i * 3 + 2] = o[2, t]
 
 
 # ------------------------------------------------------------------- channel-last copies of a chunk
@@ -458,7 +492,7 @@ def winograd_forward(x, w, b, ph, pw, nl, out, ws):
     U = ws[0:NA * KC].reshape(NA, K, C)
     rest = ws[NA * KC:]
     lane = rest.size // nl
-    _filters(w, rest[0:18 * KC].reshape(18, KC), U.reshape(NA, KC))
+    _filters(w, U.reshape(NA, KC), nl, rest, lane, 0)
     if nl == 1:
         _forward_samples(x, U, b, ph, pw, 0, x.shape[0], out, rest)
     else:
@@ -484,8 +518,7 @@ def _grad_to_first(gxt, n0, m, gx):
 @njit(cache=True, error_model="numpy")
 def _backward_samples(gout, x, U, ph, pw, lo, hi, gx, gwp, need_gx, need_gw, area):
     # samples lo .. hi-1: gx[lo:hi] overwritten, their filter gradient into gwp (K*C, 9), overwritten.
-    # area: a chunk's filter gradient dU (36, K, C), the filter transform's scratch (18, K*C), the chunk, the
-    # per-tile scratch
+    # area: a chunk's filter gradient dU (36, K, C), the chunk, the per-tile scratch
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     K, P, Q = gout.shape[1], gout.shape[2], gout.shape[3]
     KC = K * C
@@ -494,14 +527,13 @@ def _backward_samples(gout, x, U, ph, pw, lo, hi, gx, gwp, need_gx, need_gw, are
     k2, k4, k5, k8 = _consts(x)
     mx = max(C, K)
     dU = area[0:NA * KC].reshape(NA, KC)
-    S18 = area[NA * KC:(NA + 18) * KC].reshape(18, KC)
     fixed = area[area.size - _fixed(C, K):]
     T = fixed[0:36 * C].reshape(36, C)
     R = fixed[36 * mx:36 * mx + 36 * C].reshape(36, C)
     S = fixed[72 * mx:72 * mx + 24 * K].reshape(24, K)
     zero = fixed[96 * mx:96 * mx + mx]  # one row of zeros serves C and K
     zero[:] = 0.0
-    chunk = area[(NA + 18) * KC:area.size - _fixed(C, K)]
+    chunk = area[NA * KC:area.size - _fixed(C, K)]
     nb = _chunk_images(lo, hi, _per_image(C, K, P, Q), chunk.size)
     if need_gw and hi <= lo:
         gwp[:] = 0.0
@@ -519,7 +551,7 @@ def _backward_samples(gout, x, U, ph, pw, lo, hi, gx, gwp, need_gx, need_gw, are
             _in_tiles(xt, H, W, ph, pw, th, tw, V, T, zero[:C], k2, k4, k5)
             for a in range(NA):
                 np.dot(Z[a].T, V[a], dU[a].reshape(K, C))
-            _filters_back(dU, S18, gwp, n0 != lo)
+            _filters_back(dU, gwp, n0 != lo, fixed[fixed.size - 21 * FB:].reshape(21, FB))
         if need_gx:
             for a in range(NA):
                 np.dot(Z[a], U[a], V[a])  # V's slot now holds the gradient of the input tiles
@@ -548,7 +580,7 @@ def winograd_backward(gout, x, w, ph, pw, nl, gx, gw, need_gx, need_gw, ws):
     U = ws[0:NA * KC].reshape(NA, K, C)
     rest = ws[NA * KC:]
     lane = rest.size // nl
-    _filters(w, rest[NA * KC:(NA + 18) * KC].reshape(18, KC), U.reshape(NA, KC))
+    _filters(w, U.reshape(NA, KC), nl, rest, lane, 9 * KC)
     if nl == 1:
         _backward_samples(gout, x, U, ph, pw, 0, x.shape[0], gx, rest[lane - 9 * KC:lane].reshape(KC, 9),
                           need_gx, need_gw, rest[:lane - 9 * KC])
