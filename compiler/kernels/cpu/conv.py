@@ -148,8 +148,11 @@ def _im2col(xb, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols):
                 for t in range(q_hi - q_lo):
                     d[t] = src[t]
             else:
-                for q in range(q_lo, q_hi):
-                    crow[base + q] = xr[q * sw + off]
+                # a strided view and range(n): LLVM vectorises this form, not range(q_lo, q_hi)
+                d = crow[base + q_lo:base + q_hi]
+                src = xr[q_lo * sw + off::sw]
+                for t in range(q_hi - q_lo):
+                    d[t] = src[t]
             for q in range(q_hi, Q):
                 crow[base + q] = 0.0
 
@@ -200,8 +203,10 @@ def _col2im(gcols, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gxb):
                         for t in range(q_hi - q_lo):
                             d[t] += src[t]
                     else:
-                        for q in range(q_lo, q_hi):
-                            gr[q * sw + off] += grow[base + q]
+                        d = gr[q_lo * sw + off::sw]
+                        src = grow[base + q_lo:base + q_hi]
+                        for t in range(q_hi - q_lo):
+                            d[t] += src[t]
 
 
 @njit(cache=True, error_model="numpy")
