@@ -87,6 +87,9 @@ def _plan(ws_size, B, C, K, kh, kw, sh, sw, dh, dw, groups, P, Q, wino_lane, lan
     return _lanes(ws_size, lane, B), False
 
 
+# Integer constants passed to a helper are written np.int64(0): a bare 0 is typed Literal[int](0), and the
+# helper is then compiled twice (once for the literal, once for the lanes' int64), seconds of cold compile.
+
 @njit(cache=True, error_model="numpy")
 def _cdiv(a, b):
     # ceiling division that is right for negative numerators too (Python's // floors)
@@ -245,7 +248,7 @@ def _forward_samples(x, w2, b, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, lo, h
                 np.dot(w2, x[n0].reshape(ck, PQ), o)
             else:
                 cols = ws[0:ck * PQ].reshape(ck, PQ)
-                _im2col(x[n0], 0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols)
+                _im2col(x[n0], np.int64(0), Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols)
                 np.dot(w2, cols, o)
             if b.shape[0] > 0:
                 for k in range(K):
@@ -292,8 +295,8 @@ def _im2col_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, gro
     w2 = w.reshape(K, Cg * kh * kw)
     lane = ws.size // nl  # a smaller workspace than the helpers give still works: smaller chunks, fewer lanes
     if nl == 1:
-        _forward_samples(x, w2, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw, 0, B, out,
-                         ws)
+        _forward_samples(x, w2, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw, np.int64(0), B,
+                         out, ws)
     else:
         _forward_lanes(x, w2, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw, nl, lane,
                        out, ws)
@@ -454,7 +457,7 @@ def _im2col_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
     lane = ws.size // nl
     if nl == 1:
         gwp = ws[lane - K * ck:lane].reshape(K, ck)
-        _backward_samples(gout, x, w2, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw, 0, B,
+        _backward_samples(gout, x, w2, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw, np.int64(0), B,
                           gx, gwp, need_gx, need_gw, ws[:lane - K * ck])
     else:
         _backward_lanes(gout, x, w2, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw, nl, lane,

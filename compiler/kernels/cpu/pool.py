@@ -17,6 +17,7 @@ Forwards run planes in parallel (prange) once the input is large enough to repay
 
 import math
 
+import numpy as np
 from numba import njit, prange
 
 from ._common import LANES
@@ -173,14 +174,14 @@ def avgpool2d_forward(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out):
     B, C, H, W = x.shape
     P = out.shape[2]
     Q = out.shape[3]
-    if kh == 2 and kw == 2 and stride_h == 2 and stride_w == 2 and _interior(H, W, P, Q, 2, 2, 2, 2, pad_h, pad_w):
+    if kh == 2 and kw == 2 and stride_h == 2 and stride_w == 2 and _interior(H, W, P, Q, kh, kw, stride_h, stride_w, pad_h, pad_w):
         # the classic 2x2 pool as one loop over all output rows: planes of a few elements cost no call each
         x2 = x.reshape(B * C * H, W)
         o2 = out.reshape(B * C * P, Q)
         if x.size >= _PAR_MIN:
             _avgpool2x2_par(x2, o2, H, P, LANES)
         else:
-            _avgpool2x2_rows(x2, o2, H, P, 0, B * C * P)
+            _avgpool2x2_rows(x2, o2, H, P, np.int64(0), B * C * P)  # not a literal 0: one compile
         return
     if x.size >= _PAR_MIN:
         _avgpool_par(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out)
@@ -196,7 +197,7 @@ def avgpool2d_backward(gout, kh, kw, stride_h, stride_w, pad_h, pad_w, gx):
     B, C, H, W = gx.shape
     P = gout.shape[2]
     Q = gout.shape[3]
-    if kh == 2 and kw == 2 and stride_h == 2 and stride_w == 2 and _interior(H, W, P, Q, 2, 2, 2, 2, pad_h, pad_w):
+    if kh == 2 and kw == 2 and stride_h == 2 and stride_w == 2 and _interior(H, W, P, Q, kh, kw, stride_h, stride_w, pad_h, pad_w):
         if H != 2 * P or W != 2 * Q:
             gx[:] = 0.0  # a floor-mode pool leaves the last row or column out
         g2 = gout.reshape(B * C * P, Q)
