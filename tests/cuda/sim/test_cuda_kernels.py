@@ -392,6 +392,25 @@ for _v, (_xs, _ws, _sh, _sw, _ph, _pw, _dh, _dw, _g) in CONVS.items():
     case("conv", "conv2d_backward", _v)(_b)
 
 
+# the kernels lowering picks for 3×3 stride-1 layers: on the device the same implicit GEMM; on the CPU, with a
+# geometry and workspace this small, their im2col fallback (tests/kernels/test_winograd.py checks the
+# Winograd path itself against the definition)
+@case("conv", "conv2d_winograd_forward")
+def _(rng, dt):
+    xs, ws = (2, 3, 6, 5), (4, 3, 3, 3)
+    geo = (1, 1, 1, 1, 1, 1)
+    return [R(rng, dt, *xs), R(rng, dt, *ws), R(rng, dt, 4), *geo, 1, R(rng, dt, *_conv_out(xs, ws, *geo)),
+            Ws(np.zeros(4096, dt))]
+
+
+@case("conv", "conv2d_winograd_backward")
+def _(rng, dt):
+    xs, ws = (2, 3, 6, 5), (4, 3, 3, 3)
+    geo = (1, 1, 1, 1, 1, 1)
+    return [R(rng, dt, *_conv_out(xs, ws, *geo)), R(rng, dt, *xs), R(rng, dt, *ws), *geo, 1, R(rng, dt, *xs),
+            R(rng, dt, *ws), R(rng, dt, 4), True, True, Ws(np.zeros(4096, dt))]
+
+
 # loss
 @case("loss", "cross_entropy_forward")
 def _(rng, dt):
