@@ -209,3 +209,15 @@ def test_lowering_picks_the_winograd_kernels_only_where_they_apply():
     # 18 3×3 layers in 9 blocks, two of them strided; the 3-channel stem and the two 1×1 projections stay too
     assert resnet.count("conv2d_winograd_forward(") == 16 and resnet.count("conv2d_winograd_backward(") == 16
     assert resnet.count("conv2d_forward(") == 1 + 2 + 2
+
+
+def test_a_nan_stays_in_its_tile():
+    # a non-finite input spoils the output tiles whose inputs hold it (Winograd mixes a whole tile), nothing
+    # else: without a bias, the zero added is not taken from the data
+    rng = np.random.default_rng(5)
+    x, w, _, P, Q = _case(rng, 8, 16, 8, 8, 16, 1)
+    x[3, 2, 0, 0] = np.nan  # inside output tile (0, 0) only, whose (0, 0) output the channel-last copy holds first
+    out, _, _, _ = _run(x, w, np.empty(0), 1, P, Q, rng.standard_normal((8, 16, P, Q)))
+    assert np.isnan(out[3, :, :4, :4]).all()
+    assert np.isfinite(out[3, :, 4:]).all() and np.isfinite(out[3, :, :, 4:]).all()
+    assert np.isfinite(np.delete(out, 3, axis=0)).all()

@@ -309,6 +309,8 @@ def _to_first(ot, bias, n0, m, out):
     # ot (m, P*Q, K) -> out[n0 .. n0+m-1] (m, K, P, Q), + bias (K,) or (0,)
     K = out.shape[1]
     PQ = out.shape[2] * out.shape[3]
+    k2 = _consts(ot)[0]
+    zero = k2 - k2  # in the data's dtype (not from the data: a NaN there must stay where it is)
     for j in range(m):
         dst = out[n0 + j].reshape(K, PQ)
         src = ot[j]
@@ -316,7 +318,7 @@ def _to_first(ot, bias, n0, m, out):
             n = min(32, PQ - s0)
             for k in range(K):
                 row = dst[k, s0:s0 + n]
-                bk = bias[k] if bias.shape[0] > 0 else src[0, 0] - src[0, 0]
+                bk = bias[k] if bias.shape[0] > 0 else zero
                 for s in range(n):
                     row[s] = src[s0 + s, k] + bk
 
