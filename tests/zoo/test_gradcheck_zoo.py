@@ -31,7 +31,7 @@ SMALL: dict[str, dict[str, int]] = {
     "transformer": {"vocab": 11, "d_model": 16, "heads": 2, "d_ff": 32, "layers": 1, "src_len": 6, "tgt_len": 5},
     "gpt_char": {"n_layer": 1, "n_embd": 16, "n_head": 2, "block_size": 8, "vocab": 11},
     "resnet20_cifar": {"classes": 10},
-    "resnet18_cifar": {"classes": 10, "size": 32},
+    "resnet18_cifar": {"classes": 10},  # 32×32 inputs, as its header fixes them
     "vgg16": {"classes": 10, "size": 32},
     "vgg19": {"classes": 10, "size": 32},
     "alexnet": {"classes": 10, "size": 67},
