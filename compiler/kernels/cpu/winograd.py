@@ -162,49 +162,33 @@ def _consts(dtype_of):
 _SIXTH, _TWELFTH, _TWENTYFOURTH = 1.0 / 6.0, 1.0 / 12.0, 1.0 / 24.0
 
 @njit(cache=True, error_model="numpy")
+def _g_rows(g0, g1, g2, o0, o1, o2, o3, o4, o5):
+    # rows of G: three rows -> six, in float64 arithmetic (G's 1/6 and 1/24)
+    for t in range(o0.shape[0]):
+        a = np.float64(g0[t])
+        b = np.float64(g1[t])
+        c = np.float64(g2[t])
+        s = a + c
+        o0[t] = a * 0.25
+        o1[t] = -(s + b) * _SIXTH
+        o2[t] = (b - s) * _SIXTH
+        o3[t] = a * _TWENTYFOURTH + b * _TWELFTH + c * _SIXTH
+        o4[t] = a * _TWENTYFOURTH - b * _TWELFTH + c * _SIXTH
+        o5[t] = c
+
+
+@njit(cache=True, error_model="numpy")
 def _filter_block(wf, S, U):
-    # wf (n, 9) filters -> U (36, n) = G g Gᵀ; S (18, >= n) scratch. Float64 arithmetic (G's 1/6 and 1/24);
-    # loops over whole views, which LLVM vectorises
+    # wf (n, 9) filters -> U (36, n) = G g Gᵀ; S (18, >= n) scratch: down each column of the 3×3 filters,
+    # then along each row
     n = wf.shape[0]
     for j in range(3):
-        s0 = S[j, :n]
-        s1 = S[3 + j, :n]
-        s2 = S[6 + j, :n]
-        s3 = S[9 + j, :n]
-        s4 = S[12 + j, :n]
-        s5 = S[15 + j, :n]
-        for t in range(n):
-            g0 = np.float64(wf[t, j])
-            g1 = np.float64(wf[t, 3 + j])
-            g2 = np.float64(wf[t, 6 + j])
-            s = g0 + g2
-            s0[t] = g0 * 0.25
-            s1[t] = -(s + g1) * _SIXTH
-            s2[t] = (g1 - s) * _SIXTH
-            s3[t] = g0 * _TWENTYFOURTH + g1 * _TWELFTH + g2 * _SIXTH
-            s4[t] = g0 * _TWENTYFOURTH - g1 * _TWELFTH + g2 * _SIXTH
-            s5[t] = g2
+        _g_rows(wf[:, j], wf[:, 3 + j], wf[:, 6 + j],
+                S[j, :n], S[3 + j, :n], S[6 + j, :n], S[9 + j, :n], S[12 + j, :n], S[15 + j, :n])
     for u in range(6):
-        a = S[u * 3, :n]
-        b = S[u * 3 + 1, :n]
-        c = S[u * 3 + 2, :n]
-        o0 = U[u * 6]
-        o1 = U[u * 6 + 1]
-        o2 = U[u * 6 + 2]
-        o3 = U[u * 6 + 3]
-        o4 = U[u * 6 + 4]
-        o5 = U[u * 6 + 5]
-        for t in range(n):
-            g0 = np.float64(a[t])
-            g1 = np.float64(b[t])
-            g2 = np.float64(c[t])
-            s = g0 + g2
-            o0[t] = g0 * 0.25
-            o1[t] = -(s + g1) * _SIXTH
-            o2[t] = (g1 - s) * _SIXTH
-            o3[t] = g0 * _TWENTYFOURTH + g1 * _TWELFTH + g2 * _SIXTH
-            o4[t] = g0 * _TWENTYFOURTH - g1 * _TWELFTH + g2 * _SIXTH
-            o5[t] = g2
+        r = u * 6
+        _g_rows(S[u * 3, :n], S[u * 3 + 1, :n], S[u * 3 + 2, :n], U[r], U[r + 1], U[r + 2], U[r + 3], U[r + 4],
+                U[r + 5])
 
 
 @njit(cache=True, error_model="numpy")
