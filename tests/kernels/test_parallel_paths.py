@@ -105,9 +105,19 @@ def test_pool_parallel_matches_serial():
     pool._maxpool_par(x, 3, 3, 2, 2, 1, 1, o2, a2)
     np.testing.assert_array_equal(o1, o2)
     np.testing.assert_array_equal(a1, a2)
-    pool.avgpool2d_forward(x, 3, 3, 2, 2, 1, 1, o1)
-    pool._avgpool_par(x, 3, 3, 2, 2, 1, 1, o2)
-    np.testing.assert_array_equal(o1, o2)
+    # avgpool splits its planes (or, for 2x2, its rows) over the lanes above _PAR_MIN elements: the same
+    # result as each plane pooled on its own (below it, one lane)
+    big = rng.standard_normal((2, 3, (pool._PAR_MIN // 48) + 2, 8))  # H*W*6 >= _PAR_MIN; H even and odd rows
+    for k, s, pad in ((3, 2, 1), (2, 2, 0)):
+        P = (big.shape[2] + 2 * pad - k) // s + 1
+        Q = (big.shape[3] + 2 * pad - k) // s + 1
+        whole = np.empty((2, 3, P, Q))
+        pool.avgpool2d_forward(big, k, k, s, s, pad, pad, whole)
+        for b in range(2):
+            for c in range(3):
+                one = np.empty((1, 1, P, Q))
+                pool.avgpool2d_forward(np.ascontiguousarray(big[b:b + 1, c:c + 1]), k, k, s, s, pad, pad, one)
+                np.testing.assert_array_equal(whole[b, c], one[0, 0])
 
 
 def test_lstm_lanes_match_one_lane():

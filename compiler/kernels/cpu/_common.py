@@ -23,6 +23,16 @@ def carve(ws, o, shape):
 
 
 @njit(cache=True, error_model="numpy")
+def copy_flat(src, dst):
+    # src (any shape) -> dst (any shape of the same size). A loop, not `dst[:] = src`: Numba's array-to-array
+    # slice assignment carries a shape-mismatch error that formats both shapes, ~3 s of cold compile per kernel
+    s = src.reshape(src.size)
+    d = dst.reshape(dst.size)
+    for i in range(s.size):
+        d[i] = s[i]
+
+
+@njit(cache=True, error_model="numpy")
 def add_bias(G2, b, k, H):
     # G2 (N, G*H) columns k*H.. += b (H,) (nothing for an absent bias)
     if b.shape[0] > 0:

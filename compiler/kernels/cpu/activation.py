@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import fastmath as fm
-from ._common import LANES
+from ._common import LANES, copy_flat
 
 # below this many elements a prange launch costs more than it saves; the cheap, memory-bound pointwise loops
 # stay serial, GELU's erf and exp split into lanes from _PAR_POINTWISE elements a lane
@@ -188,13 +188,13 @@ def gelu_backward(gout, x, gx):
 @njit(cache=True, error_model="numpy")
 def identity_forward(x, out):
     # x (...) -> out (...)
-    out.reshape(out.size)[:] = x.reshape(x.size)
+    copy_flat(x, out)
 
 
 @njit(cache=True, error_model="numpy")
 def identity_backward(gout, gx):
     # gout (...) -> gx (...)
-    gx.reshape(gx.size)[:] = gout.reshape(gout.size)
+    copy_flat(gout, gx)
 
 
 @njit(cache=True, error_model="numpy")

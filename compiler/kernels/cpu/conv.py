@@ -77,7 +77,8 @@ def conv2d_backward_workspace_size(C, K, kh, kw, P, Q, groups=1, stride_h=1, str
 @njit(cache=True, error_model="numpy")
 def _plan(ws_size, B, C, K, kh, kw, sh, sw, dh, dw, groups, P, Q, wino_lane, lane):
     # (lanes, use Winograd): a workspace sized for Winograd by the helpers above holds 36·K·C + n lanes of
-    # max(its lane, im2col's), and both paths then run n lanes (im2col's own count could exceed the threads)
+    # max(its lane, im2col's). Where Winograd is not used, conv2d_forward/backward count their own lanes in it:
+    # more than n at most (up to one per sample), and the batch is then under 32 tiles
     if wg.applies(C, K, kh, kw, sh, sw, dh, dw, groups, P, Q):
         wl = max(wino_lane, lane)
         n = (ws_size - 36 * K * C) // wl
@@ -248,7 +249,8 @@ def _forward_samples(x, w2, b, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, lo, h
                 np.dot(w2, x[n0].reshape(ck, PQ), o)
             else:
                 cols = ws[0:ck * PQ].reshape(ck, PQ)
-                _im2col(x[n0], np.int64(0), Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols)
+                # through _gather_cols, so _im2col is compiled once (for its column-slice type), not twice
+                _gather_cols(x, n0, np.int64(1), np.int64(0), Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols)
                 np.dot(w2, cols, o)
             if b.shape[0] > 0:
                 for k in range(K):
@@ -273,33 +275,19 @@ def _forward_samples(x, w2, b, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, lo, h
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def _forward_lanes(x, w2, b, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, nl, lane, out, ws):
-    B = x.shape[0]
-    for t in prange(nl):
-        _forward_samples(x, w2, b, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, t * B // nl, (t + 1) * B // nl,
-                         out, ws[t * lane:(t + 1) * lane])
-
-
-@njit(cache=True, error_model="numpy")
 def conv2d_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, out, ws):
     # x (B, C, H, W), w (K, C/g, kh, kw), b (K,) or (0,) -> out (B, K, P, Q); ws >= conv2d_workspace_size
-    K, Cg, kh, kw = w.shape
-    nl = _lanes(ws.size, max((Cg * kh * kw + K // groups) * out.shape[2] * out.shape[3], _CHUNK), x.shape[0])
-    _im2col_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, nl, out, ws)
-
-
-@njit(cache=True, error_model="numpy")
-def _im2col_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, nl, out, ws):
+    # Lanes of samples in parallel, each with ws // lanes of scratch (a smaller workspace than the helpers give
+    # still works: smaller chunks, fewer lanes). The lanes are this kernel's own loop, not a helper's: Numba
+    # re-optimises every callee's code in each caller, so each level of calls costs seconds of cold compile
     B = x.shape[0]
     K, Cg, kh, kw = w.shape
+    nl = _lanes(ws.size, max((Cg * kh * kw + K // groups) * out.shape[2] * out.shape[3], _CHUNK), B)
     w2 = w.reshape(K, Cg * kh * kw)
-    lane = ws.size // nl  # a smaller workspace than the helpers give still works: smaller chunks, fewer lanes
-    if nl == 1:
-        _forward_samples(x, w2, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw, np.int64(0), B,
-                         out, ws)
-    else:
-        _forward_lanes(x, w2, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw, nl, lane,
-                       out, ws)
+    lane = ws.size // nl
+    for t in prange(nl):
+        _forward_samples(x, w2, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw, t * B // nl,
+                         (t + 1) * B // nl, out, ws[t * lane:(t + 1) * lane])
 
 
 @njit(cache=True, error_model="numpy")
@@ -316,8 +304,8 @@ def conv2d_winograd_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, di
                      wg.forward_lane(C, K, P, Q), max((Cg * kh * kw + K // groups) * P * Q, _CHUNK))
     if wino:
         wg.winograd_forward(x, w, b, pad_h, pad_w, nl, out, ws)
-    else:
-        _im2col_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, nl, out, ws)
+    else:  # a batch too small for Winograd (under 32 tiles): im2col counts its own lanes in the same workspace
+        conv2d_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, out, ws)
 
 
 @njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
@@ -399,30 +387,38 @@ def _backward_samples(gout, x, w2, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, l
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def _backward_lanes(gout, x, w2, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, nl, lane, gx, need_gx, need_gw,
-                    ws):
-    B = x.shape[0]
-    K, ck = w2.shape
-    for t in prange(nl):
-        part = ws[t * lane:(t + 1) * lane]
-        gwp = part[part.size - K * ck:].reshape(K, ck)
-        _backward_samples(gout, x, w2, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, t * B // nl,
-                          (t + 1) * B // nl, gx, gwp, need_gx, need_gw, part[:part.size - K * ck])
-
-
-@njit(cache=True, error_model="numpy")
 def conv2d_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups,
                     gx, gw, gb, need_gx, need_gw, ws):
     # gout (B, K, P, Q), x (B, C, H, W), w (K, C/g, kh, kw) -> gx like x, gw like w, gb (K,) or (0,)
-    # ws >= conv2d_backward_workspace_size; lanes of samples run in parallel, each with its partial gw
+    # ws >= conv2d_backward_workspace_size; lanes of samples run in parallel (as conv2d_forward), each with its
+    # partial weight gradient at the end of its part of ws
+    B = x.shape[0]
     K, Cg, kh, kw = w.shape
     ck = Cg * kh * kw
-    lane = max((2 * ck + K) * gout.shape[2] * gout.shape[3], _CHUNK) + (K // groups) * ck + K * ck
-    nl = _lanes(ws.size, lane, x.shape[0])
+    nl = _lanes(ws.size, max((2 * ck + K) * gout.shape[2] * gout.shape[3], _CHUNK) + (K // groups) * ck + K * ck, B)
     if gb.shape[0] > 0:
         _bias_grad(gout, gb)
-    _im2col_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, gx, gw, need_gx, need_gw,
-                     nl, ws)
+    w2 = w.reshape(K, ck)
+    lane = ws.size // nl
+    for t in prange(nl):
+        part = ws[t * lane:(t + 1) * lane]
+        gwp = part[part.size - K * ck:].reshape(K, ck)
+        _backward_samples(gout, x, w2, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw,
+                          t * B // nl, (t + 1) * B // nl, gx, gwp, need_gx, need_gw, part[:part.size - K * ck])
+    if need_gw:
+        # gw = the lanes' partial sums, in lane order (the same sum whatever the scheduling)
+        gw2 = gw.reshape(K, ck)
+        for t in range(nl):
+            gwp = ws[(t + 1) * lane - K * ck:(t + 1) * lane].reshape(K, ck)
+            for k in range(K):
+                a = gw2[k]
+                p = gwp[k]
+                if t == 0:
+                    for r in range(ck):
+                        a[r] = p[r]
+                else:
+                    for r in range(ck):
+                        a[r] += p[r]
 
 
 @njit(cache=True, error_model="numpy")
@@ -438,41 +434,10 @@ def conv2d_winograd_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h
     nl, wino = _plan(ws.size, B, C, K, kh, kw, stride_h, stride_w, dil_h, dil_w, groups, P, Q,
                      wg.backward_lane(C, K, P, Q),
                      max((2 * ck + K) * P * Q, _CHUNK) + (K // groups) * ck + K * ck)
-    if gb.shape[0] > 0:
-        _bias_grad(gout, gb)
     if wino:
+        if gb.shape[0] > 0:
+            _bias_grad(gout, gb)
         wg.winograd_backward(gout, x, w, pad_h, pad_w, nl, gx, gw, need_gx, need_gw, ws)
-    else:
-        _im2col_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, gx, gw, need_gx,
-                         need_gw, nl, ws)
-
-
-@njit(cache=True, error_model="numpy")
-def _im2col_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, gx, gw, need_gx, need_gw,
-                     nl, ws):
-    B = x.shape[0]
-    K, Cg, kh, kw = w.shape
-    ck = Cg * kh * kw
-    w2 = w.reshape(K, ck)
-    lane = ws.size // nl
-    if nl == 1:
-        gwp = ws[lane - K * ck:lane].reshape(K, ck)
-        _backward_samples(gout, x, w2, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw, np.int64(0), B,
-                          gx, gwp, need_gx, need_gw, ws[:lane - K * ck])
-    else:
-        _backward_lanes(gout, x, w2, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw, nl, lane,
-                        gx, need_gx, need_gw, ws)
-    if need_gw:
-        # gw = the lanes' partial sums, in lane order (the same sum whatever the scheduling)
-        gw2 = gw.reshape(K, ck)
-        for t in range(nl):
-            gwp = ws[(t + 1) * lane - K * ck:(t + 1) * lane].reshape(K, ck)
-            for k in range(K):
-                a = gw2[k]
-                p = gwp[k]
-                if t == 0:
-                    for r in range(ck):
-                        a[r] = p[r]
-                else:
-                    for r in range(ck):
-                        a[r] += p[r]
+    else:  # as conv2d_winograd_forward
+        conv2d_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, gx, gw, gb, need_gx,
+                        need_gw, ws)

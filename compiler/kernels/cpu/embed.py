@@ -22,6 +22,8 @@ low-order bits) and cast on the final add. ``sinusoid_table`` returns exactly th
 import numpy as np
 from numba import njit
 
+from ._common import copy_flat
+
 
 @njit(cache=True, error_model="numpy")
 def embedding_forward(ids, w, out):
@@ -114,7 +116,7 @@ def positional_encoding_forward(x, out):
 @njit(cache=True, error_model="numpy")
 def positional_encoding_backward(gout, gx):
     # gout (B, T, D) -> gx (B, T, D) = gout (the table is a constant)
-    gx.reshape(gx.size)[:] = gout.reshape(gout.size)
+    copy_flat(gout, gx)
 
 
 @njit(cache=True, error_model="numpy")
@@ -149,4 +151,4 @@ def positional_embedding_backward(gout, gx, gtable, need_gx):
             for d in range(D):
                 r[d] += g[d]
     if need_gx:
-        gx.reshape(gx.size)[:] = gout.reshape(gout.size)
+        copy_flat(gout, gx)

@@ -17,7 +17,6 @@ Forwards run planes in parallel (prange) once the input is large enough to repay
 
 import math
 
-import numpy as np
 from numba import njit, prange
 
 from ._common import LANES
@@ -139,15 +138,6 @@ def _avgpool_plane(xc, kh, kw, stride_h, stride_w, pad_h, pad_w, oc):
             oc[p, q] = acc / (sh * sw)
 
 
-@njit(cache=True, error_model="numpy", parallel=True)
-def _avgpool_par(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out):
-    C = x.shape[1]
-    for bc in prange(x.shape[0] * C):
-        b = bc // C
-        c = bc % C
-        _avgpool_plane(x[b, c], kh, kw, stride_h, stride_w, pad_h, pad_w, out[b, c])
-
-
 @njit(cache=True, error_model="numpy")
 def _avgpool2x2_rows(x2, o2, H, P, r0, r1):
     # output rows r0 .. r1-1 of the (B*C*P, Q) view from input rows of the (B*C*H, W) view, 2x2 windows
@@ -162,33 +152,26 @@ def _avgpool2x2_rows(x2, o2, H, P, r0, r1):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def _avgpool2x2_par(x2, o2, H, P, nl):
-    n = o2.shape[0]
-    for lane in prange(nl):
-        _avgpool2x2_rows(x2, o2, H, P, lane * n // nl, (lane + 1) * n // nl)
-
-
-@njit(cache=True, error_model="numpy")
 def avgpool2d_forward(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out):
-    # x (B, C, H, W) -> out (B, C, P, Q); divisor counts padding but not the ceil-mode overhang
+    # x (B, C, H, W) -> out (B, C, P, Q); divisor counts padding but not the ceil-mode overhang.
+    # Lanes (one when the input is small) are this kernel's own loops, not a parallel helper's: each level of
+    # calls costs a cold compile of everything below it (see conv2d_forward)
     B, C, H, W = x.shape
     P = out.shape[2]
     Q = out.shape[3]
+    nl = LANES if x.size >= _PAR_MIN else 1
     if kh == 2 and kw == 2 and stride_h == 2 and stride_w == 2 and _interior(H, W, P, Q, kh, kw, stride_h, stride_w, pad_h, pad_w):
         # the classic 2x2 pool as one loop over all output rows: planes of a few elements cost no call each
         x2 = x.reshape(B * C * H, W)
         o2 = out.reshape(B * C * P, Q)
-        if x.size >= _PAR_MIN:
-            _avgpool2x2_par(x2, o2, H, P, LANES)
-        else:
-            _avgpool2x2_rows(x2, o2, H, P, np.int64(0), B * C * P)  # not a literal 0: one compile
+        n = o2.shape[0]
+        for lane in prange(nl):
+            _avgpool2x2_rows(x2, o2, H, P, lane * n // nl, (lane + 1) * n // nl)
         return
-    if x.size >= _PAR_MIN:
-        _avgpool_par(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out)
-        return
-    for b in range(x.shape[0]):
-        for c in range(x.shape[1]):
-            _avgpool_plane(x[b, c], kh, kw, stride_h, stride_w, pad_h, pad_w, out[b, c])
+    n = B * C
+    for lane in prange(nl):
+        for bc in range(lane * n // nl, (lane + 1) * n // nl):
+            _avgpool_plane(x[bc // C, bc % C], kh, kw, stride_h, stride_w, pad_h, pad_w, out[bc // C, bc % C])
 
 
 @njit(cache=True, error_model="numpy")

@@ -20,21 +20,32 @@ Views the caller passes:
 import numpy as np
 from numba import njit
 
+from ._common import copy_flat
+
 
 @njit(cache=True, error_model="numpy")
 def concat_forward(x, offset, out):
     # x (outer, L_i, inner), offset -> writes out[:, offset:offset+L_i, :] of out (outer, L, inner)
-    O, Li, _ = x.shape
+    # loops, not a slice assignment (see copy_flat)
+    O, Li, N = x.shape
     for o in range(O):
-        out[o, offset:offset + Li, :] = x[o]
+        for i in range(Li):
+            src = x[o, i]
+            dst = out[o, offset + i]
+            for k in range(N):
+                dst[k] = src[k]
 
 
 @njit(cache=True, error_model="numpy")
 def concat_backward(gout, offset, gx):
     # gout (outer, L, inner), offset -> gx (outer, L_i, inner), the slice this input fed
-    O, Li, _ = gx.shape
+    O, Li, N = gx.shape
     for o in range(O):
-        gx[o] = gout[o, offset:offset + Li, :]
+        for i in range(Li):
+            src = gout[o, offset + i]
+            dst = gx[o, i]
+            for k in range(N):
+                dst[k] = src[k]
 
 
 @njit(cache=True, error_model="numpy")
@@ -120,25 +131,25 @@ def mean_backward(gout, gx):
 @njit(cache=True, error_model="numpy")
 def reshape_forward(x, out):
     # x (any shape) -> out (any shape of the same size), a flat copy
-    out.reshape(out.size)[:] = x.reshape(x.size)
+    copy_flat(x, out)
 
 
 @njit(cache=True, error_model="numpy")
 def reshape_backward(gout, gx):
     # gout (out shape) -> gx (x shape), a flat copy
-    gx.reshape(gx.size)[:] = gout.reshape(gout.size)
+    copy_flat(gout, gx)
 
 
 @njit(cache=True, error_model="numpy")
 def flatten_forward(x, out):
     # x (B, ...) -> out (B, prod ...), a flat copy
-    out.reshape(out.size)[:] = x.reshape(x.size)
+    copy_flat(x, out)
 
 
 @njit(cache=True, error_model="numpy")
 def flatten_backward(gout, gx):
     # gout (B, prod ...) -> gx (B, ...), a flat copy
-    gx.reshape(gx.size)[:] = gout.reshape(gout.size)
+    copy_flat(gout, gx)
 
 
 @njit(cache=True, error_model="numpy")
