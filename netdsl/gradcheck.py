@@ -13,8 +13,10 @@ direction d (a unit direction in each tensor, scaled by 1/√count): two forward
 direction per node costs two forwards where an entry-by-entry check costs two per entry of every tensor. Only
 where that fails are the node's tensors checked one by one, each along its own random direction, and a tensor
 that fails again entry by entry (a few two-sided differences, most where the generated gradient is not zero,
-one anywhere), to name the entry that is wrong; so is a tensor where every direction tried crosses a kink (at
-a max-pool over tied values, every direction does).
+one anywhere), to name the entry that is wrong; so is a tensor where every direction tried crosses a kink.
+The probes on a max-pool's operands start at small random values, not zero (`_break_ties`): over windows of
+relu zeros the loss has a kink at the very point checked, in every direction, and the generated gradient is
+one valid subgradient that no difference need match.
 
 A node's check depends on the gradient arriving at its output, so a wrong backward makes every node upstream
 fail as well. A failing node is *the culprit* when every check of its output's gradient (the probes on its
@@ -23,8 +25,7 @@ users' operands) passes; the others are reported as failing through it.
 A difference that fails is tried again with steps ten and a hundred times smaller (fewer kinks crossed), and
 passes if it passes at either. Otherwise it is skipped (another direction or entry is drawn) when the loss is
 not smooth there: when its two one-sided differences disagree — by more than the discrepancy, or by more than
-0.1 % (a relu or max-pool kink within ±eps; at a max-pool over tied values, such as a window of relu zeros, the
-generated gradient is one valid subgradient and need not match either side) — or when, with a smaller step,
+0.1 % (a relu or max-pool kink within ±eps) — or when, with a smaller step,
 the discrepancy shrinks to under a third or the difference itself moves by more than a third of the
 discrepancy (many kinks crossed: an early weight of a deep relu network moves thousands of units; in
 ResNet-152 at batch 2 one weight's differences at steps 1e-5, 1e-6 and 1e-7 were 65.55, 67.07 and 66.79

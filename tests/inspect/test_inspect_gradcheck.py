@@ -108,11 +108,7 @@ def test_plain_check_imports_no_numba() -> None:
     assert r.stdout.strip().splitlines()[-1] == "False False"
 
 
-def test_ties_and_kinks_are_skipped_not_failed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A max-pool over tied values (windows of relu zeros, as in GoogLeNet) is not differentiable there: the
-    generated gradient is one subgradient; such entries are skipped, and the check still passes."""
-    spec = tmp_path / "ties.net"
-    spec.write_text("""network Ties {
+TIES = """network Ties {
     input image: [2, 5, 5]
     input label: int[]
     x = image -> c: conv(3, kernel=3, pad=1, weights=[[0, 0, 0], [0, 0, 0], [0, 0, 0]], trainable=false) -> relu
@@ -121,10 +117,31 @@ def test_ties_and_kinks_are_skipped_not_failed(tmp_path: Path, capsys: pytest.Ca
     output logits
     loss cross_entropy(logits, label)
 }
-""")
+"""
+
+
+def test_max_pool_ties_are_broken_not_skipped(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A max-pool over tied values (windows of relu zeros, as in GoogLeNet) is not differentiable there: the
+    generated gradient is one subgradient, which no difference need match. The probes on a max-pool's operands
+    start at small random values, so nothing ties: every node is checked at a smooth point and none skipped.
+    With them at zero (the tie break off) the same spec's max-pool input is not smooth in any direction."""
+    import netdsl.gradcheck as gc
+
+    spec = tmp_path / "ties.net"
+    spec.write_text(TIES)
     assert main(["check", "--gradcheck", str(spec)]) == 0
     out = capsys.readouterr().out
-    assert "skipped where the loss is not smooth" in out and "gradcheck: ok" in out
+    assert "gradcheck: ok" in out and "skipped" not in out
+    net = netdsl.load(str(spec))
+    rep = gradcheck(net)
+    pool = next(r for r in rep.nodes if r.node.name == "pool")
+    assert rep.ok and all(c.entries > 0 and c.skipped == 0 for c in pool.checks)
+
+    monkeypatch.setattr(gc, "TIE_BREAK", 0.0)
+    tied = gradcheck(net)
+    pool = next(r for r in tied.nodes if r.node.name == "pool")
+    assert tied.ok and sum(c.skipped for c in pool.checks) > 0  # the ties are real: kinks at the very point
 
 
 def test_two_forwards_per_tensor(monkeypatch: pytest.MonkeyPatch) -> None:
