@@ -214,7 +214,7 @@ def test_cached_kernels_reach_their_parallel_helpers_in_a_fresh_process():
 
 
 def test_row_split_gemms_match_numpy():
-    # pdot's row split and pdot_tn's partial sums over the reduction, at 3 lanes whatever this machine has
+    # pdot_tn's partial sums over the reduction at 3 lanes whatever this machine has; pdot's row split
     from netdsl.compiler.kernels.cpu import _common as common
 
     rng = np.random.default_rng(7)
@@ -223,10 +223,12 @@ def test_row_split_gemms_match_numpy():
     parts = np.full((2, 11, 13), np.nan)
     common._tn_partials(a, b, out, parts, 3)
     np.testing.assert_allclose(out + parts[0] + parts[1], a.T @ b, rtol=1e-12, atol=1e-12)
-    w = rng.standard_normal((13, 11))
-    o2 = np.full((37, 13), np.nan)
-    common._rows_dot(a, w.T, o2, 3)
-    np.testing.assert_allclose(o2, a @ w.T, rtol=1e-12, atol=1e-12)
+    # pdot splits rows over this machine's lanes once each lane gets _SPLIT_MACS multiply-adds
+    wide, w = rng.standard_normal((1001, 300)), rng.standard_normal((200, 300))
+    assert 1001 * 300 * 200 >= 3 * common._SPLIT_MACS
+    o2 = np.full((1001, 200), np.nan)
+    common.pdot(wide, w.T, o2)
+    np.testing.assert_allclose(o2, wide @ w.T, rtol=1e-10, atol=1e-10)
     big_a, big_b = rng.standard_normal((600, 300)), rng.standard_normal((600, 200))  # large enough to split
     o3 = np.empty((300, 200))
     common.pdot_tn(big_a, big_b, o3)

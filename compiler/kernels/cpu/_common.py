@@ -60,23 +60,18 @@ _SPLIT_MACS = 1 << 19
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def _rows_dot(a, b, out, nl):
-    M = out.shape[0]
-    for t in prange(nl):
-        r0 = t * M // nl
-        r1 = (t + 1) * M // nl
-        np.dot(a[r0:r1], b, out[r0:r1])
-
-
-@njit(cache=True, error_model="numpy")
 def pdot(a, b, out):
-    # a (M, K) C-contiguous, b (K, N) C- or F-contiguous -> out (M, N) = a @ b, rows split over the lanes
+    # a (M, K) C-contiguous, b (K, N) C- or F-contiguous -> out (M, N) = a @ b, rows split over the lanes.
+    # The lanes are this function's own loop (one level of calls less to compile: see conv2d_forward)
     M = out.shape[0]
     nl = min(LANES, M // 8, (M * a.shape[1] * out.shape[1]) // _SPLIT_MACS)
     if nl <= 1:
         np.dot(a, b, out)
-    else:
-        _rows_dot(a, b, out, nl)
+        return
+    for t in prange(nl):
+        r0 = t * M // nl
+        r1 = (t + 1) * M // nl
+        np.dot(a[r0:r1], b, out[r0:r1])
 
 
 # partial sums of a weight gradient (one per extra lane) are allocated up to this many elements; above it the
@@ -119,7 +114,7 @@ def pdot_tn(a, b, out):
                 for j in range(N):
                     o[j] += q[j]
     else:
-        _rows_dot(np.ascontiguousarray(a.T), b, out, min(nl, M // 8))
+        pdot(np.ascontiguousarray(a.T), b, out)
 
 
 @njit(cache=True, error_model="numpy", fastmath={"reassoc"})
