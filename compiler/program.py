@@ -267,6 +267,20 @@ class Program:
         self._run(c, n, train, False, seed, step, False)
         return float(self._views(c, n)[c.slots.view(c.sched.loss)])
 
+    def precompile(self, inputs: dict[str, Any]) -> int:
+        """Compile the kernels of the training step (when there is a loss) and of the forward pass on every core,
+        into Numba's cache (`compiler/precompile.py`); their first calls then load them. Returns how many
+        kernels the worker processes compiled (0 when all were cached)."""
+        from .precompile import precompile, record_calls
+
+        calls = []
+        runs = ((True, True), (False, False)) if self.net.ir.loss is not None else ((False, False),)
+        for train, backward in runs:
+            c = self._get(train, backward, ())
+            n = self._feed(c, inputs)
+            calls += record_calls(lambda c=c, n=n, t=train, b=backward: self._run(c, n, t, False, 0, 0, b), c.module)
+        return precompile(calls)
+
     def loss_and_grads(self, inputs: dict[str, Any], seed: int = 0, step: int = 0,
                        update_stats: bool = True) -> tuple[float, dict[str, np.ndarray]]:
         """Train-mode loss and the gradient of every trainable parameter (copies)."""

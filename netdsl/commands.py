@@ -98,6 +98,8 @@ def _warm(prog: Any, net: Any, batch: int) -> None:
     for name, nid in net.ir.inputs.items():
         t = net.ir.node(nid).outputs[0]
         feeds[name] = np.zeros((1,) + t.shape, dtype=np.int64 if t.is_int else np.float32)
+    if hasattr(prog, "precompile"):  # the CPU program: a cold cache is filled on every core first
+        prog.precompile(feeds)
     if net.ir.loss is not None:
         prog.step_grads(feeds, update_stats=False)
     prog.forward(feeds)
