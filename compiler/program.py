@@ -267,11 +267,18 @@ class Program:
         self._run(c, n, train, False, seed, step, False)
         return float(self._views(c, n)[c.slots.view(c.sched.loss)])
 
-    def precompile(self, inputs: dict[str, Any]) -> int:
+    def precompile(self, inputs: dict[str, Any] | None = None) -> int:
         """Compile the kernels of the training step (when there is a loss) and of the forward pass on every core,
-        into Numba's cache (`compiler/precompile.py`); their first calls then load them. Returns how many
-        kernels the worker processes compiled (0 when all were cached)."""
+        into Numba's cache (`compiler/precompile.py`); their first calls then load them. `inputs` only give
+        the types (default: zeros, batch 1). Returns how many kernels the worker processes compiled (0 when all
+        were cached)."""
         from .precompile import precompile, record_calls
+
+        if inputs is None:
+            inputs = {}
+            for name, nid in self.net.ir.inputs.items():
+                t = self.net.ir.node(nid).outputs[0]
+                inputs[name] = np.zeros((1,) + t.shape, dtype=np.int64 if t.is_int else self.dtype)
 
         calls = []
         runs = ((True, True), (False, False)) if self.net.ir.loss is not None else ((False, False),)

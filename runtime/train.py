@@ -267,6 +267,8 @@ def train(net_or_path: Any, data: Any = None, epochs: int | None = None, steps: 
     from .optim import Optimizer  # Numba: imported only when training
 
     prog = netdsl.compile(net, batch=cfg.batch, device=device, seed=cfg.seed)  # BLAS on one thread (lanes)
+    if hasattr(prog, "precompile"):  # the CPU program: a cold kernel cache is filled on every core
+        prog.precompile()
     opt = Optimizer(cfg.optimizer, prog.params, prog.trainable)
     sched = Schedule(cfg.schedule, opt.lr, total)
     history: list[dict[str, Any]] = []
