@@ -65,15 +65,15 @@ def record_calls(run: Any, module: Any) -> list[tuple[str, str, tuple[Any, ...]]
     return list(seen)
 
 
-def _cached(module: str, name: str, sig: tuple[Any, ...]) -> bool:
+def _cached(module: str, name: str, sig: tuple[Any, ...], loaded: bool = True) -> bool:
     """Whether Numba's on-disk cache holds kernel `module.name` for argument types `sig` (read from its index,
-    nothing loaded). True when this cannot be told (Numba's cache internals changed): then nothing is
-    precompiled, which costs time, never correctness."""
+    nothing loaded), or (`loaded`) this process has it compiled. True when this cannot be told (Numba's cache
+    internals changed): then nothing is precompiled, which costs time, never correctness."""
     import importlib
 
     try:
         disp = getattr(importlib.import_module(module), name)
-        if sig in disp.overloads:
+        if loaded and sig in disp.overloads:
             return True
         cache = disp._cache
         key = cache._index_key(sig, disp.targetctx.codegen())
@@ -149,7 +149,10 @@ def precompile(calls: list[tuple[str, str, tuple[Any, ...]]], n_workers: int | N
                 if not line:  # the worker exited (or died): its job, if any, is left to the step
                     sel.unregister(key.fileobj)
                     continue
-                compiled += line.strip() == "ok"
+                reply = line.strip()
+                compiled += reply == "ok"
+                if reply == "uncached":  # compiled but not saved (no writable cache): the rest would be lost too
+                    jobs = iter(())
                 if key.data is not None and not feed(key.data):
                     sel.modify(key.fileobj, selectors.EVENT_READ, None)
     except OSError:
@@ -171,8 +174,11 @@ def _serve() -> None:
 
     for line in sys.stdin:
         module, name, sig = pickle.loads(base64.b64decode(line))  # from our own parent process
-        ok = _compile_one(module, name, sig)
-        sys.stdout.write("ok\n" if ok else "failed\n")
+        if not _compile_one(module, name, sig):
+            reply = "failed"
+        else:
+            reply = "ok" if _cached(module, name, sig, loaded=False) else "uncached"
+        sys.stdout.write(reply + "\n")
         sys.stdout.flush()
 
 
