@@ -36,7 +36,11 @@ class _Recorder:
         import numba
 
         def record(*args: Any) -> float:
-            self._calls.append((self._module, name, tuple(numba.typeof(a) for a in args)))
+            try:
+                sig = tuple(numba.typeof(a) for a in args)
+            except ValueError:  # an argument Numba cannot type here (not a CPU kernel's): left to the step
+                return 0.0
+            self._calls.append((self._module, name, sig))
             return 0.0
 
         return record
@@ -96,6 +100,35 @@ def workers() -> int:
     return int(env) if env else lanes()
 
 
+def _encode(sig: tuple[Any, ...]) -> list[Any] | None:
+    """Argument types as JSON (arrays and the scalars the step code passes), or None for any other type: the
+    workers get plain data, nothing unpickled."""
+    from numba import types
+
+    out: list[Any] = []
+    for t in sig:
+        if isinstance(t, types.Array) and isinstance(t.dtype, (types.Integer, types.Float, types.Boolean)):
+            out.append(["array", str(t.dtype), t.ndim, t.layout, not t.mutable, t.aligned])
+        elif t in (types.int64, types.float64, types.float32, types.boolean):
+            out.append(["scalar", str(t)])
+        else:
+            return None
+    return out
+
+
+def _decode(enc: list[Any]) -> tuple[Any, ...]:
+    import numpy as np
+    from numba import from_dtype, types
+
+    sig = []
+    for e in enc:
+        if e[0] == "array":
+            sig.append(types.Array(from_dtype(np.dtype(e[1])), e[2], e[3], readonly=e[4], aligned=e[5]))
+        else:
+            sig.append(getattr(types, e[1]))
+    return tuple(sig)
+
+
 def _compile_one(module: str, name: str, sig: tuple[Any, ...]) -> bool:
     """In a worker: compile one kernel for one signature (Numba writes it to its cache)."""
     import importlib
@@ -110,12 +143,11 @@ def _compile_one(module: str, name: str, sig: tuple[Any, ...]) -> bool:
 def precompile(calls: list[tuple[str, str, tuple[Any, ...]]], n_workers: int | None = None) -> int:
     """Compile the `calls` (from `record_calls`) that are not cached, in parallel worker processes. Returns how
     many the workers compiled."""
-    todo = sorted((c for c in dict.fromkeys(calls) if not _cached(*c)), key=_order)
+    todo = sorted((c for c in dict.fromkeys(calls) if _encode(c[2]) is not None and not _cached(*c)), key=_order)
     n = min(workers() if n_workers is None else n_workers, len(todo))
     if n <= 1:
         return 0
-    import base64
-    import pickle
+    import json
     import selectors
     import subprocess
     import sys
@@ -132,7 +164,7 @@ def precompile(calls: list[tuple[str, str, tuple[Any, ...]]], n_workers: int | N
         if job is None:
             p.stdin.close()
             return False
-        p.stdin.write(base64.b64encode(pickle.dumps(job)).decode("ascii") + "\n")
+        p.stdin.write(json.dumps([job[0], job[1], _encode(job[2])]) + "\n")
         p.stdin.flush()
         return True
 
@@ -167,13 +199,13 @@ def precompile(calls: list[tuple[str, str, tuple[Any, ...]]], n_workers: int | N
 
 
 def _serve() -> None:
-    """A worker: one job per line of stdin (base64 of a pickled call), one line of reply each."""
-    import base64
-    import pickle
+    """A worker: one job per line of stdin (JSON: module, kernel, argument types), one line of reply each."""
+    import json
     import sys
 
     for line in sys.stdin:
-        module, name, sig = pickle.loads(base64.b64decode(line))  # from our own parent process
+        module, name, enc = json.loads(line)
+        sig = _decode(enc)
         if not _compile_one(module, name, sig):
             reply = "failed"
         else:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
-from netdsl.compiler.precompile import _order, record_calls
+from netdsl.compiler.precompile import _decode, _encode, _order, record_calls
 
 import netdsl
 
@@ -46,6 +46,10 @@ def test_recording_runs_no_kernel() -> None:
     loss = c.slots.view(c.sched.loss)
     changed = [i for i, v in enumerate(prog._views(c, n)) if v.dtype.kind == "f" and not np.isnan(v).all()]
     assert changed == [loss] and prog._views(c, n)[loss] == 0.0
+    # the workers get the argument types as JSON, and rebuild the same Numba types
+    for _, _, sig in calls:
+        enc = _encode(sig)
+        assert enc is not None and _decode(json.loads(json.dumps(enc))) == sig
     # backward kernels are compiled first (they compile the helpers their forwards share)
     assert min(calls, key=_order)[1].endswith("_backward")
 
