@@ -96,8 +96,10 @@ def _order(call: tuple[str, str, tuple[Any, ...]]) -> tuple[bool, int]:
 def workers() -> int:
     from .parallel import lanes
 
-    env = os.environ.get("NETDSL_COMPILE_WORKERS")
-    return int(env) if env else lanes()
+    env = os.environ.get("NETDSL_COMPILE_WORKERS", "")
+    if env.strip().isdigit():
+        return int(env)
+    return min(lanes(), 8)  # each worker is a full Numba/LLVM process of a few hundred MB
 
 
 def _encode(sig: tuple[Any, ...]) -> list[Any] | None:
@@ -154,8 +156,7 @@ def precompile(calls: list[tuple[str, str, tuple[Any, ...]]], n_workers: int | N
 
     # plain subprocesses, not multiprocessing: its spawned children re-run the caller's __main__ (a user's
     # script without a main guard would start over), and a fork would copy Numba's running thread pool
-    procs = [subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True) for _ in range(n)]
+    procs: list[Any] = []
     jobs = iter(todo)
     sel = selectors.DefaultSelector()
 
@@ -170,6 +171,9 @@ def precompile(calls: list[tuple[str, str, tuple[Any, ...]]], n_workers: int | N
 
     compiled = 0
     try:
+        for _ in range(n):
+            procs.append(subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
         for p in procs:
             if feed(p):
                 sel.register(p.stdout, selectors.EVENT_READ, p)
@@ -190,12 +194,38 @@ def precompile(calls: list[tuple[str, str, tuple[Any, ...]]], n_workers: int | N
     except OSError:
         pass
     finally:
+        sel.close()
         for p in procs:
             with contextlib.suppress(OSError):
                 if p.stdin and not p.stdin.closed:
                     p.stdin.close()
             p.wait()
+            with contextlib.suppress(OSError):
+                p.stdout.close()
     return compiled
+
+
+def _lock_cache_saves() -> None:
+    """In a worker: Numba writes a function's cache index and data files unlocked, so two workers saving the same
+    helper for different signatures at once could pick the same data file. Saves take a lock per index file."""
+    try:
+        import fcntl
+
+        from numba.core import caching
+
+        save = caching.IndexDataCacheFile.save
+    except (ImportError, AttributeError):
+        return
+
+    def locked(self: Any, key: Any, data: Any) -> Any:
+        with open(self._index_path + ".lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                return save(self, key, data)
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    caching.IndexDataCacheFile.save = locked
 
 
 def _serve() -> None:
@@ -203,6 +233,7 @@ def _serve() -> None:
     import json
     import sys
 
+    _lock_cache_saves()
     for line in sys.stdin:
         module, name, enc = json.loads(line)
         sig = _decode(enc)
