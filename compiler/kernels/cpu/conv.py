@@ -285,6 +285,10 @@ def conv2d_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, grou
     nl = _lanes(ws.size, max((Cg * kh * kw + K // groups) * out.shape[2] * out.shape[3], _CHUNK), B)
     w2 = w.reshape(K, Cg * kh * kw)
     lane = ws.size // nl
+    if nl == 1:  # no parallel region for one lane (a launch costs microseconds, and jitter, at batch 1)
+        _forward_samples(x, w2, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw, np.int64(0), B,
+                         out, ws)
+        return
     for t in prange(nl):
         _forward_samples(x, w2, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw, t * B // nl,
                          (t + 1) * B // nl, out, ws[t * lane:(t + 1) * lane])
@@ -400,6 +404,10 @@ def conv2d_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, 
         _bias_grad(gout, gb)
     w2 = w.reshape(K, ck)
     lane = ws.size // nl
+    if nl == 1:  # as conv2d_forward
+        _backward_samples(gout, x, w2, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw, np.int64(0),
+                          B, gx, gw.reshape(K, ck), need_gx, need_gw, ws[:lane - K * ck])
+        return
     for t in prange(nl):
         part = ws[t * lane:(t + 1) * lane]
         gwp = part[part.size - K * ck:].reshape(K, ck)

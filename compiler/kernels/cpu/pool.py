@@ -17,6 +17,7 @@ Forwards run planes in parallel (prange) once the input is large enough to repay
 
 import math
 
+import numpy as np
 from numba import njit, prange
 
 from ._common import LANES
@@ -165,10 +166,17 @@ def avgpool2d_forward(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out):
         x2 = x.reshape(B * C * H, W)
         o2 = out.reshape(B * C * P, Q)
         n = o2.shape[0]
+        if nl == 1:  # no parallel region for one lane
+            _avgpool2x2_rows(x2, o2, H, P, np.int64(0), n)
+            return
         for lane in prange(nl):
             _avgpool2x2_rows(x2, o2, H, P, lane * n // nl, (lane + 1) * n // nl)
         return
     n = B * C
+    if nl == 1:
+        for bc in range(n):
+            _avgpool_plane(x[bc // C, bc % C], kh, kw, stride_h, stride_w, pad_h, pad_w, out[bc // C, bc % C])
+        return
     for lane in prange(nl):
         for bc in range(lane * n // nl, (lane + 1) * n // nl):
             _avgpool_plane(x[bc // C, bc % C], kh, kw, stride_h, stride_w, pad_h, pad_w, out[bc // C, bc % C])
