@@ -31,7 +31,7 @@ def _workspace(cell: str, b: int, t: int, d: int, h: int, backward: bool) -> tup
         return (2 * t * h + 2 * h, 0) if backward else (h, 0)
     if cell == "LSTM":
         w = 4 * h * h + 4 * h * d
-        return (4 * t * h + t * h + 4 * h + 2 * h, 2 * w) if backward else (4 * h, w)
+        return (4 * t * h + t * h + 4 * h + 3 * h, 2 * w + 4 * h * h) if backward else (8 * h, w)
     w = 3 * h * d + 3 * h * h
     return (5 * t * h + t * d + 6 * h, 2 * w) if backward else (4 * h, w)
 

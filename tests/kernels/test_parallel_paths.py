@@ -120,8 +120,8 @@ def test_pool_parallel_matches_serial():
                 np.testing.assert_array_equal(whole[b, c], one[0, 0])
 
 
-def test_lstm_lanes_match_one_lane():
-    # each lane runs the whole recurrence of its share of the batch: the same states and gradients
+def test_lstm_step_lanes_match_one_lane():
+    # the lanes split each step's GEMM by gate rows and its gate loops by examples: the same states and gradients
     from netdsl.compiler.kernels.cpu import recurrent as rec
 
     rng = np.random.default_rng(4)
@@ -132,21 +132,18 @@ def test_lstm_lanes_match_one_lane():
     gys = rng.standard_normal((B, T, H))
     results = []
     for nl in (1, 3):
-        saveG, saveC, ys = g_in.copy(), np.empty((B, T, H)), np.empty((B, T, H))
-        h, c, r = np.full((B, H), 0.1), c0.copy(), np.empty((B, 4 * H))
-        if nl == 1:
-            rec._lstm_fwd_rows(0, B, False, Wh, saveG, saveC, ys, h, c, r)
-        else:
-            rec._lstm_fwd_lanes(nl, False, Wh, saveG, saveC, ys, h, c, r)
-        dG, dcur = np.empty((B, T, 4 * H)), np.empty((B, 4 * H))
-        dh, dc = np.full((B, H), 0.2), np.full((B, H), -0.1)
-        if nl == 1:
-            rec._lstm_bwd_rows(0, B, False, gys, c0, Wh, saveG, saveC, dG, dcur, dh, dc)
-        else:
-            rec._lstm_bwd_lanes(nl, False, gys, c0, Wh, saveG, saveC, dG, dcur, dh, dc)
-        results.append((saveG, saveC, ys, h, c, dG, dh, dc))
-    for one, many in zip(*results, strict=True):
-        np.testing.assert_allclose(many, one, rtol=1e-13, atol=1e-15)
+        for reverse in (False, True):
+            saveG, saveC, ys = g_in.copy(), np.empty((B, T, H)), np.empty((B, T, H))
+            h, c = np.full((B, H), 0.1), c0.copy()
+            rec._lstm_fwd_steps(nl, reverse, Wh, saveG, saveC, ys, h, c, np.empty((4 * H, B)), np.empty((B, 4 * H)))
+            dG, dcur = np.empty((B, T, 4 * H)), np.empty((B, 4 * H))
+            dh, dc = np.full((B, H), 0.2), np.full((B, H), -0.1)
+            rec._lstm_bwd_steps(nl, reverse, gys, c0, np.ascontiguousarray(Wh.T), saveG, saveC, dG, dcur, dh, dc,
+                                np.empty((H, B)))
+            results.append((saveG, saveC, ys, h, c, dG, dh, dc))
+    for one, many in zip(results[:2], results[2:], strict=True):
+        for a, b in zip(one, many, strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-15)
 
 
 def test_attention_lanes_match_one_lane():

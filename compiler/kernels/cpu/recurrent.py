@@ -32,10 +32,11 @@ gate save buffer (for the RNN into ys), where each step then adds its recurrent 
 applies the gate arithmetic in one fused loop, in place. The gate weights are packed into stacked contiguous
 matrices in ``ws`` (Wh (G*H, H) and Wx (G*H, D)) so both GEMMs cover all gates at once. Backward walks the
 steps in reverse processing order, keeps dh/dc per step, stores the pre-activation gradients of every step
-and then forms all weight gradients and the xs gradient with a few GEMMs over B*T rows. The examples of a
-batch are independent through time, so the LSTM splits the batch into lanes (threads), each running the
-whole recurrence of its share with no synchronisation between steps; the GEMMs over B*T rows split their
-rows (``_common.pdot``).
+and then forms all weight gradients and the xs gradient with a few GEMMs over B*T rows (which split their
+rows: ``_common.pdot``). The LSTM's steps run in parallel within each step: its recurrent GEMM covers the
+whole batch with its rows (gates) split over the lanes, then the lanes split the batch for the gate loops.
+(Lanes that each ran the whole recurrence of a share of the batch, with no sync between steps, were 1.5-2x
+slower: a GEMM of a few rows runs at a fraction of BLAS's rate.)
 """
 
 
@@ -43,7 +44,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import fastmath as fm
-from ._common import LANES, add_bias, bias_grad, carve, pdot, pdot_tn
+from ._common import _SPLIT_MACS, LANES, add_bias, bias_grad, carve, pdot, pdot_tn
 
 # ----------------------------------------------------------------------------------------------- helpers
 
@@ -89,12 +90,6 @@ def _prev_states(ys, h0, reverse, Hp):
             d = Hp[b, t]
             for j in range(H):
                 d[j] = src[j]
-
-
-@njit(cache=True, error_model="numpy")
-def _rec_lanes(B):
-    # lanes for a recurrence: each runs its share of the batch through every step (4 examples at least)
-    return max(1, min(LANES, B // 4))
 
 
 @njit(cache=True, error_model="numpy")
@@ -177,14 +172,21 @@ def rnn_backward(gys, ghT, xs, h0, wx, wh, ys, reverse, gxs, gh0, gwx, gbx, gwh,
 # ------------------------------------------------------------------------------------------------ LSTM
 
 def lstm_forward_workspace_size(B, T, D, H):
-    """Elements of ``ws`` for ``lstm_forward``: packed Wh (4H, H) and Wx (4H, D), one step's recurrent term."""
-    return 4 * H * H + 4 * H * D + 4 * B * H
+    """Elements of ``ws`` for ``lstm_forward``: packed Wh (4H, H) and Wx (4H, D), one step's recurrent term
+    gate-major and batch-major."""
+    return 4 * H * H + 4 * H * D + 8 * B * H
 
 
 def lstm_backward_workspace_size(B, T, D, H):
-    """Elements of ``ws`` for ``lstm_backward``: packed weights and their gradients, the gate gradients and
-    previous states of every step, and one step's dgates, dh, dc."""
-    return 2 * (4 * H * H + 4 * H * D) + 4 * B * T * H + B * T * H + 4 * B * H + 2 * B * H
+    """Elements of ``ws`` for ``lstm_backward``: packed weights (Wh also transposed) and their gradients, the
+    gate gradients and previous states of every step, and one step's dgates, dh, dc and dh gate-major."""
+    return 2 * (4 * H * H + 4 * H * D) + 4 * H * H + 4 * B * T * H + B * T * H + 4 * B * H + 3 * B * H
+
+
+@njit(cache=True, error_model="numpy")
+def _step_lanes(B, H):
+    # lanes of one recurrent step: its GEMM (B, H) x (H, 4H) must give each lane enough work for a launch
+    return max(1, min(LANES, (4 * H * H * B) // _SPLIT_MACS))
 
 
 @njit(cache=True, error_model="numpy")
@@ -209,6 +211,7 @@ def lstm_forward(xs, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, reverse, ys, hT, cT
     H4 = 4 * H
     Wh, o = carve(ws, 0, (H4, H))
     Wx, o = carve(ws, o, (H4, D))
+    recT, o = carve(ws, o, (H4, B))
     rec = carve(ws, o, (B, H4))[0]
     _lstm_pack(wf, wi, wo, wg, H, Wh, Wx)
     G2 = saveG.reshape(B * T, H4)
@@ -219,55 +222,70 @@ def lstm_forward(xs, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, reverse, ys, hT, cT
     add_bias(G2, bg, 3, H)
     _copy2(h0, hT)  # the running state lives in hT / cT
     _copy2(c0, cT)
-    nl = _rec_lanes(B)
-    if nl <= 1:
-        _lstm_fwd_rows(0, B, reverse, Wh, saveG, saveC, ys, hT, cT, rec)
-    else:
-        _lstm_fwd_lanes(nl, reverse, Wh, saveG, saveC, ys, hT, cT, rec)
+    _lstm_fwd_steps(_step_lanes(B, H), reverse, Wh, saveG, saveC, ys, hT, cT, recT, rec)
 
 
 @njit(cache=True, error_model="numpy")
-def _lstm_fwd_rows(b0, b1, reverse, Wh, saveG, saveC, ys, h, c, rec):
+def _lstm_fwd_steps(nl, reverse, Wh, saveG, saveC, ys, h, c, recT, rec):
+    # Wh (4H, H), saveG (B, T, 4H) holding the input terms, h/c (B, H) the running state -> every step in place.
+    # Each step's recurrent GEMM covers the whole batch, gate-major (Wh @ h.T, its rows split over the lanes),
+    # then the lanes split the batch for the gate arithmetic. For the char-LSTM (B 32, H 256, T 64) on 2
+    # cores: 19 ms, where lanes each running the whole recurrence of half the batch took 28-32 ms (GEMMs of 16
+    # rows run at a third of the rate) and one thread 30 ms.
     fast = saveG.itemsize == 4  # a constant of the compiled kernel, so the loops vectorise
-    # the recurrence of examples b0 .. b1-1, every step: their rows of h, c, rec and the save buffers
-    T = saveG.shape[1]
-    H = h.shape[1]
-    hrows = h[b0:b1]
-    rrows = rec[b0:b1]
+    B, T = saveG.shape[0], saveG.shape[1]
     for s in range(T):
         t = T - 1 - s if reverse else s
-        np.dot(hrows, Wh.T, rrows)
-        for b in range(b0, b1):
-            # a few arrays per loop, so LLVM can rule out aliasing and vectorise (one fused loop over nine
-            # arrays ran scalar: 17 ms of a 35 ms char-LSTM forward)
-            g = saveG[b, t]
-            r = rec[b]
-            for j in range(3 * H):
-                g[j] = fm.sigmoid(g[j] + r[j], fast)
-            gg = g[3 * H:]  # a view from 0: LLVM vectorises range(n) but not range(lo, hi) here
-            rg = r[3 * H:]
-            for j in range(H):
-                gg[j] = fm.tanh(gg[j] + rg[j], fast)
-            cb = c[b]
-            sc = saveC[b, t]
-            for j in range(H):
-                cn = g[j] * cb[j] + g[H + j] * g[3 * H + j]
-                cb[j] = cn
-                sc[j] = cn
-            hb = h[b]
-            yb = ys[b, t]
-            for j in range(H):
-                hn = g[2 * H + j] * fm.tanh(sc[j], fast)
-                hb[j] = hn
-                yb[j] = hn
+        if nl <= 1:
+            np.dot(Wh, h.T, recT)
+            _lstm_fwd_gates(0, B, t, saveG, saveC, ys, h, c, recT, rec, fast)
+        else:
+            _lstm_fwd_step_lanes(nl, t, Wh, saveG, saveC, ys, h, c, recT, rec, fast)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def _lstm_fwd_lanes(nl, reverse, Wh, saveG, saveC, ys, h, c, rec):
-    # examples are independent: each lane runs the whole recurrence of its share of the batch, no step syncs
+def _lstm_fwd_step_lanes(nl, t, Wh, saveG, saveC, ys, h, c, recT, rec, fast):
+    H4 = Wh.shape[0]
     B = h.shape[0]
     for lane in prange(nl):
-        _lstm_fwd_rows(lane * B // nl, (lane + 1) * B // nl, reverse, Wh, saveG, saveC, ys, h, c, rec)
+        r0 = lane * H4 // nl
+        r1 = (lane + 1) * H4 // nl
+        np.dot(Wh[r0:r1], h.T, recT[r0:r1])
+    for lane in prange(nl):
+        _lstm_fwd_gates(lane * B // nl, (lane + 1) * B // nl, t, saveG, saveC, ys, h, c, recT, rec, fast)
+
+
+@njit(cache=True, error_model="numpy")
+def _lstm_fwd_gates(b0, b1, t, saveG, saveC, ys, h, c, recT, rec, fast):
+    # step t of examples b0 .. b1-1: recT (4H, B) recurrent term -> their rows of saveG, saveC, ys, h, c.
+    # recT is copied batch-major first: the gate loops reading it strided were the slower half of a step.
+    H = h.shape[1]
+    for k in range(4 * H):
+        for b in range(b0, b1):
+            rec[b, k] = recT[k, b]
+    for b in range(b0, b1):
+        # a few arrays per loop, so LLVM can rule out aliasing and vectorise (one fused loop over nine
+        # arrays ran scalar: 17 ms of a 35 ms char-LSTM forward)
+        g = saveG[b, t]
+        r = rec[b]
+        for j in range(3 * H):
+            g[j] = fm.sigmoid(g[j] + r[j], fast)
+        gg = g[3 * H:]  # a view from 0: LLVM vectorises range(n) but not range(lo, hi) here
+        rg = r[3 * H:]
+        for j in range(H):
+            gg[j] = fm.tanh(gg[j] + rg[j], fast)
+        cb = c[b]
+        sc = saveC[b, t]
+        for j in range(H):
+            cn = g[j] * cb[j] + g[H + j] * g[3 * H + j]
+            cb[j] = cn
+            sc[j] = cn
+        hb = h[b]
+        yb = ys[b, t]
+        for j in range(H):
+            hn = g[2 * H + j] * fm.tanh(sc[j], fast)
+            hb[j] = hn
+            yb[j] = hn
 
 
 @njit(cache=True, error_model="numpy")
@@ -280,21 +298,20 @@ def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, r
     H4 = 4 * H
     Wh, o = carve(ws, 0, (H4, H))
     Wx, o = carve(ws, o, (H4, D))
+    WhT, o = carve(ws, o, (H, H4))
     gWh, o = carve(ws, o, (H4, H))
     gWx, o = carve(ws, o, (H4, D))
     dG, o = carve(ws, o, (B, T, H4))
     Hp, o = carve(ws, o, (B, T, H))
     dcur, o = carve(ws, o, (B, H4))
     dh, o = carve(ws, o, (B, H))
+    dhT, o = carve(ws, o, (H, B))
     dc = carve(ws, o, (B, H))[0]
     _lstm_pack(wf, wi, wo, wg, H, Wh, Wx)
+    _copy2(Wh.T, WhT)
     _copy2(ghT, dh)
     _copy2(gcT, dc)
-    nl = _rec_lanes(B)
-    if nl <= 1:
-        _lstm_bwd_rows(0, B, reverse, gys, c0, Wh, saveG, saveC, dG, dcur, dh, dc)
-    else:
-        _lstm_bwd_lanes(nl, reverse, gys, c0, Wh, saveG, saveC, dG, dcur, dh, dc)
+    _lstm_bwd_steps(_step_lanes(B, H), reverse, gys, c0, WhT, saveG, saveC, dG, dcur, dh, dc, dhT)
     if need_gh0:
         _copy2(dh, gh0)
         _copy2(dc, gc0)
@@ -315,52 +332,80 @@ def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, r
 
 
 @njit(cache=True, error_model="numpy")
-def _lstm_bwd_rows(b0, b1, reverse, gys, c0, Wh, saveG, saveC, dG, dcur, dh, dc):
+def _lstm_bwd_steps(nl, reverse, gys, c0, WhT, saveG, saveC, dG, dcur, dh, dc, dhT):
+    # BPTT of the whole batch: dh/dc (B, H) hold the gradients of the final state and are left holding those
+    # of the initial one; dG (B, T, 4H) gets every step's pre-activation gradients. As in the forward, each
+    # step's GEMM covers the whole batch, gate-major (dhT = Wh.T @ dcur.T, its rows split over the lanes),
+    # and the lanes split the batch for the gate arithmetic: 13 ms for the char-LSTM on 2 cores, where
+    # lanes of half the batch took 24-32 ms and one thread 29 ms.
     fast = saveG.itemsize == 4  # a constant of the compiled kernel, so the loops vectorise
     one = np.ones(1, saveG.dtype)[0]  # 1 in the data's dtype: a float64 1.0 would widen the float32 loops
-    # BPTT of examples b0 .. b1-1: their rows of dh, dc, dcur and dG
-    T = saveG.shape[1]
+    B, T = saveG.shape[0], saveG.shape[1]
     H = dh.shape[1]
-    H4 = 4 * H
     for s in range(T - 1, -1, -1):
         t = T - 1 - s if reverse else s
         tp = t + 1 if reverse else t - 1
-        for b in range(b0, b1):
-            # two loops over a few arrays each (see the forward): the output gate and the cell gradient, then
-            # the forget, input and candidate gates; dcur is written once and copied into dG
-            g = saveG[b, t]
-            sc = saveC[b, t]
-            cprev = saveC[b, tp] if 0 <= tp < T else c0[b]
-            d = dcur[b]
-            gy = gys[b, t]
-            dhb = dh[b]
-            dcb = dc[b]
-            for j in range(H):
-                ov = g[2 * H + j]
-                tc = fm.tanh(sc[j], fast)
-                dht = dhb[j] + gy[j]
-                d[2 * H + j] = dht * tc * ov * (one - ov)
-                dcb[j] = dcb[j] + dht * ov * (one - tc * tc)
-            for j in range(H):
-                fv = g[j]
-                iv = g[H + j]
-                gv = g[3 * H + j]
-                dct = dcb[j]
-                d[j] = dct * cprev[j] * fv * (one - fv)
-                d[H + j] = dct * gv * iv * (one - iv)
-                d[3 * H + j] = dct * iv * (one - gv * gv)
-                dcb[j] = dct * fv
-            dGr = dG[b, t]
-            for k in range(H4):
-                dGr[k] = d[k]
-        np.dot(dcur[b0:b1], Wh, dh[b0:b1])  # every gate's pre-activation holds h_prev @ Wh_k.T
+        first = s == T - 1  # dh holds the final state's gradient; later steps take theirs from dhT
+        if nl <= 1:
+            _lstm_bwd_gates(0, B, t, tp, first, gys, c0, saveG, saveC, dG, dcur, dh, dc, dhT, fast, one)
+            np.dot(WhT, dcur.T, dhT)
+        else:
+            _lstm_bwd_step_lanes(nl, t, tp, first, gys, c0, WhT, saveG, saveC, dG, dcur, dh, dc, dhT, fast, one)
+    for j in range(H):
+        for b in range(B):
+            dh[b, j] = dhT[j, b]
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def _lstm_bwd_lanes(nl, reverse, gys, c0, Wh, saveG, saveC, dG, dcur, dh, dc):
-    B = dh.shape[0]
+def _lstm_bwd_step_lanes(nl, t, tp, first, gys, c0, WhT, saveG, saveC, dG, dcur, dh, dc, dhT, fast, one):
+    B, H = dh.shape
     for lane in prange(nl):
-        _lstm_bwd_rows(lane * B // nl, (lane + 1) * B // nl, reverse, gys, c0, Wh, saveG, saveC, dG, dcur, dh, dc)
+        _lstm_bwd_gates(lane * B // nl, (lane + 1) * B // nl, t, tp, first, gys, c0, saveG, saveC, dG, dcur, dh,
+                        dc, dhT, fast, one)
+    for lane in prange(nl):
+        r0 = lane * H // nl
+        r1 = (lane + 1) * H // nl
+        np.dot(WhT[r0:r1], dcur.T, dhT[r0:r1])  # every gate's pre-activation holds h_prev @ Wh_k.T
+
+
+@njit(cache=True, error_model="numpy")
+def _lstm_bwd_gates(b0, b1, t, tp, first, gys, c0, saveG, saveC, dG, dcur, dh, dc, dhT, fast, one):
+    # step t of examples b0 .. b1-1: dhT (H, B) the gradient of their h_t from step t+1 (unless first)
+    # -> their rows of dcur (B, 4H) and dG[:, t], dc
+    T = saveG.shape[1]
+    H = dh.shape[1]
+    if not first:
+        for j in range(H):
+            for b in range(b0, b1):
+                dh[b, j] = dhT[j, b]
+    for b in range(b0, b1):
+        # two loops over a few arrays each (see the forward): the output gate and the cell gradient, then
+        # the forget, input and candidate gates; dcur is written once and copied into dG
+        g = saveG[b, t]
+        sc = saveC[b, t]
+        cprev = saveC[b, tp] if 0 <= tp < T else c0[b]
+        d = dcur[b]
+        gy = gys[b, t]
+        dhb = dh[b]
+        dcb = dc[b]
+        for j in range(H):
+            ov = g[2 * H + j]
+            tc = fm.tanh(sc[j], fast)
+            dht = dhb[j] + gy[j]
+            d[2 * H + j] = dht * tc * ov * (one - ov)
+            dcb[j] = dcb[j] + dht * ov * (one - tc * tc)
+        for j in range(H):
+            fv = g[j]
+            iv = g[H + j]
+            gv = g[3 * H + j]
+            dct = dcb[j]
+            d[j] = dct * cprev[j] * fv * (one - fv)
+            d[H + j] = dct * gv * iv * (one - iv)
+            d[3 * H + j] = dct * iv * (one - gv * gv)
+            dcb[j] = dct * fv
+        dGr = dG[b, t]
+        for k in range(4 * H):
+            dGr[k] = d[k]
 
 
 # ------------------------------------------------------------------------------------------------- GRU
