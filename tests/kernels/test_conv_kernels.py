@@ -78,6 +78,15 @@ CASES = [
     case(B=1, C=2, H=8, W=7, K=2, kh=3, kw=2, s=(3, 2), p=(1, 0), ceil=True),
     case(B=2, C=3, H=6, W=6, K=2, kh=1, kw=1, s=(2, 2)),
     case(B=2, C=4, H=6, W=7, K=4, kh=2, kw=3, g=2),  # valid (unpadded, stride 1) and grouped: channel offsets
+    # the paths by filter count and taps (conv.py's _FEW_FILTERS, _DIRECT_TAPS): direct with 5-wide, 3-wide
+    # and other window rows; transposed columns with LeNet's 5x5 windows, with 3x3 ones, padded and strided;
+    # 32 filters or more, columns through the filters-by-columns GEMM
+    case(B=2, C=1, H=9, W=8, K=3, kh=5, kw=5),
+    case(B=2, C=2, H=6, W=7, K=3, kh=2, kw=4, bias=False),
+    case(B=3, C=2, H=8, W=9, K=3, kh=5, kw=5),
+    case(B=2, C=4, H=6, W=6, K=3, kh=3, kw=3),
+    case(B=2, C=2, H=7, W=6, K=3, kh=3, kw=3, s=(2, 1), p=(1, 1)),
+    case(B=2, C=2, H=6, W=6, K=33, kh=3, kw=3, p=(1, 1)),
 ]
 
 
@@ -98,7 +107,7 @@ def test_lecture_example():
     np.testing.assert_array_equal(out[0, 0], [[4, 3, 4], [2, 4, 3], [2, 3, 4]])
 
 
-@pytest.mark.parametrize("case", [CASES[1], CASES[2], CASES[3], CASES[4]])
+@pytest.mark.parametrize("case", [CASES[1], CASES[2], CASES[3], CASES[4], *CASES[7:]])
 def test_gradients_finite_difference(case):
     rng = np.random.default_rng(1)
     c = Conv(rng, **case)

@@ -32,6 +32,9 @@ def test_softmax_parallel_matches_serial():
     (5, 3, 9, 10, 4, 3, 3, 2, 1, 1),
     (7, 4, 6, 6, 6, 1, 1, 1, 0, 1),  # 1×1 stride 1: the input is the column matrix
     (4, 4, 17, 16, 6, 3, 3, 1, 1, 2),  # grouped, 272 output positions (one sample per GEMM)
+    (5, 1, 12, 11, 6, 5, 5, 1, 0, 1),  # LeNet's first layer: direct
+    (5, 6, 10, 9, 16, 5, 5, 1, 0, 1),  # LeNet's second: transposed columns
+    (5, 3, 8, 8, 40, 3, 3, 1, 1, 1),  # 40 filters: filters-by-columns GEMM
 ])
 def test_conv_lanes_match_one_lane(geom):
     # the batch split into lanes (threads), each with its own scratch and partial weight gradient, computes

@@ -33,6 +33,7 @@ from netdsl.compiler.parallel import lanes as _default_lanes
 from numba import njit, prange
 
 from . import winograd as wg
+from .conv_few import _col2im_t, _direct_backward, _direct_forward, _im2col_t
 
 # elements of workspace a lane's chunk of samples may fill: several samples' columns go through one GEMM,
 # which keeps BLAS busy on small images (LeNet, the 4×4 stage of a CIFAR ResNet) while staying cache-sized
@@ -40,6 +41,13 @@ _CHUNK = 1 << 20
 # a sample whose GEMM has this many multiply-adds goes through BLAS alone (straight into the output); smaller
 # ones (LeNet's 6- and 16-filter layers) are batched into wider GEMMs
 _DIRECT_MACS = 1 << 22
+# a convolution with fewer filters than this (groups=1) computes the transposed product, columns x filters,
+# in chunks of at most _FEW_CHUNK elements of columns and result, so that they stay in the core's L2 cache
+_FEW_FILTERS = 32
+_FEW_CHUNK = 1 << 17
+# such a convolution with at most this many taps per output (C/groups * kh * kw), stride 1 and no padding, runs
+# directly, with no columns at all
+_DIRECT_TAPS = 32
 
 
 def _fwd_lane(C, K, kh, kw, P, Q, groups):
@@ -238,11 +246,34 @@ def _forward_samples(x, w2, b, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, lo, h
     Kg = K // groups
     identity = kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0 and groups == 1
     nb = max(1, min(hi - lo, ws.size // ((ck + Kg) * PQ)))
-    if groups == 1 and PQ >= 256 and K * ck * PQ >= _DIRECT_MACS:
+    few = groups == 1 and K < _FEW_FILTERS and not identity
+    if few and ck <= _DIRECT_TAPS and sh == 1 and sw == 1 and ph == 0 and pw == 0 and dh == 1 and dw == 1:
+        _direct_forward(x, w2.reshape(K, Cg, kh, kw), b, lo, hi, out, ws)
+        return
+    if few:
+        nb = max(1, min(nb, _FEW_CHUNK // ((ck + K) * PQ)))
+    elif groups == 1 and PQ >= 256 and K * ck * PQ >= _DIRECT_MACS:
         nb = 1  # large enough alone: the GEMM writes the output directly
     for n0 in range(lo, hi, nb):
         m = min(nb, hi - n0)
         L = m * PQ
+        if few:
+            # (L, ck) x (ck, K): BLAS runs a GEMM with few columns at twice the rate of its transpose with few
+            # rows (LeNet's 6 and 16 filters); the transposing copy into out adds the bias
+            colsT = ws[0:L * ck].reshape(L, ck)
+            resT = ws[L * ck:L * ck + L * K].reshape(L, K)
+            for j in range(m):
+                _im2col_t(x[n0 + j], kh, kw, sh, sw, ph, pw, dh, dw, P, Q, colsT[j * PQ:(j + 1) * PQ])
+            np.dot(colsT, w2.T, resT)
+            for j in range(m):
+                oj = out[n0 + j].reshape(K, PQ)
+                rj = resT[j * PQ:(j + 1) * PQ]
+                for k in range(K):
+                    bk = b[k] if b.shape[0] > 0 else 0.0
+                    dst = oj[k]
+                    for s in range(PQ):
+                        dst[s] = rj[s, k] + bk
+            continue
         if m == 1 and groups == 1:
             o = out[n0].reshape(K, PQ)
             if identity:
@@ -340,13 +371,53 @@ def _backward_samples(gout, x, w2, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, l
     identity = kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0 and groups == 1
     tmpw = ws[ws.size - Kg * ck:].reshape(Kg, ck)
     nb = max(1, min(hi - lo, (ws.size - Kg * ck) // ((2 * ck + K) * PQ)))
-    if groups == 1 and PQ >= 256 and K * ck * PQ >= _DIRECT_MACS:
+    few = groups == 1 and K < _FEW_FILTERS and not identity
+    if few and ck <= _DIRECT_TAPS and sh == 1 and sw == 1 and ph == 0 and pw == 0 and dh == 1 and dw == 1:
+        W = x.shape[3]
+        _direct_backward(gout, x, w2.reshape(K, Cg, kh, kw), lo, hi, gx, gwp, need_gx, need_gw,
+                         ws[:K * ((P - 1) * W + Q)].reshape(K, (P - 1) * W + Q))
+        return
+    if few:
+        nb = max(1, min(nb, _FEW_CHUNK // ((2 * ck + K) * PQ)))
+    elif groups == 1 and PQ >= 256 and K * ck * PQ >= _DIRECT_MACS:
         nb = 1
     if need_gw and hi <= lo:
         gwp[:] = 0.0
     for n0 in range(lo, hi, nb):
         m = min(nb, hi - n0)
         L = m * PQ
+        if few:
+            # as _forward_samples: the output gradient sample-major (L, K), so that both GEMMs have the
+            # long dimension L outside (columns^T x it for the weights, it x weights for the columns' gradient)
+            colsT = ws[0:L * ck].reshape(L, ck)
+            gcolsT = ws[L * ck:2 * L * ck].reshape(L, ck)
+            gTT = ws[2 * L * ck:2 * L * ck + L * K].reshape(L, K)
+            for j in range(m):
+                gj = gout[n0 + j].reshape(K, PQ)
+                gd = gTT[j * PQ:(j + 1) * PQ]
+                for k in range(K):
+                    src = gj[k]
+                    for t in range(PQ):
+                        gd[t, k] = src[t]
+            if need_gw:
+                for j in range(m):
+                    _im2col_t(x[n0 + j], kh, kw, sh, sw, ph, pw, dh, dw, P, Q, colsT[j * PQ:(j + 1) * PQ])
+                tw = ws[ws.size - K * ck:].reshape(ck, K)
+                np.dot(colsT.T, gTT, tw)
+                for k in range(K):
+                    a = gwp[k]
+                    if n0 == lo:
+                        for r in range(ck):
+                            a[r] = tw[r, k]
+                    else:
+                        for r in range(ck):
+                            a[r] += tw[r, k]
+            if need_gx:
+                np.dot(gTT, w2, gcolsT)
+                for j in range(m):
+                    gx[n0 + j][:] = 0.0
+                    _col2im_t(gcolsT[j * PQ:(j + 1) * PQ], kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gx[n0 + j])
+            continue
         cols = ws[0:ck * L].reshape(ck, L)
         gcols = ws[ck * L:2 * ck * L].reshape(ck, L)
         if m == 1:
