@@ -196,13 +196,15 @@ def rnn_backward(gys, ghT, xs, h0, wx, wh, ys, reverse, gxs, gh0, gwx, gbx, gwh,
 # ------------------------------------------------------------------------------------------------ LSTM
 
 def lstm_forward_workspace_size(B, T, D, H):
-    """Elements of ``ws`` for ``lstm_forward``: packed Wh (4H, H) and Wx (4H, D), one step's recurrent term."""
-    return 4 * H * H + 4 * H * D + 4 * B * H
+    """Elements of ``ws`` for ``lstm_forward``: the CPU kernel's size (lowering sizes one workspace for both
+    backends); this kernel uses its start, packed Wh (4H, H) and Wx (4H, D) and one step's recurrent term."""
+    return 4 * H * H + 4 * H * D + 8 * B * H
 
 
 def lstm_backward_workspace_size(B, T, D, H):
-    """Elements of ``ws`` for ``lstm_backward``."""
-    return 2 * (4 * H * H + 4 * H * D) + 4 * B * T * H + B * T * H + 4 * B * H + 2 * B * H
+    """Elements of ``ws`` for ``lstm_backward``: the CPU kernel's size, as for the forward; this kernel uses
+    2(4H·H + 4H·D) + 4BTH + BTH + 4BH + 2BH of it (it keeps no transposed Wh)."""
+    return 2 * (4 * H * H + 4 * H * D) + 4 * H * H + 4 * B * T * H + B * T * H + 4 * B * H + 3 * B * H
 
 
 @kernel
