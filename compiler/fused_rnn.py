@@ -30,8 +30,10 @@ def _workspace(cell: str, b: int, t: int, d: int, h: int, backward: bool) -> tup
     if cell == "RNN":
         return (2 * t * h + 2 * h, 0) if backward else (h, 0)
     if cell == "LSTM":
-        w = 4 * h * h + 4 * h * d
-        return (4 * t * h + t * h + 4 * h + 3 * h, 2 * w + 4 * h * h) if backward else (8 * h, w)
+        hd = h + d
+        if backward:
+            return (t * (hd + 1) + 4 * h * t + t * h + t * d + 11 * h, 4 * h * h + 4 * h * d + 4 * h * (hd + 1))
+        return ((t + 1) * hd + 5 * h, 4 * h * hd + 4 * h)
     w = 3 * h * d + 3 * h * h
     return (5 * t * h + t * d + 6 * h, 2 * w) if backward else (4 * h, w)
 

@@ -124,29 +124,32 @@ def test_pool_parallel_matches_serial():
 
 
 def test_lstm_step_lanes_match_one_lane():
-    # the lanes split each step's GEMM by gate rows and its gate loops by examples: the same states and gradients
-    from netdsl.compiler.kernels.cpu import recurrent as rec
+    # the lanes split each step's units (their rows of the GEMM, then their gate arithmetic): whatever the
+    # lane count, the same gates, states and gradients (the packed weights' row order depends on it)
+    from netdsl.compiler.kernels.cpu import recurrent_lstm as lstm
 
     rng = np.random.default_rng(4)
-    B, T, H = 7, 5, 3
-    Wh = rng.standard_normal((4 * H, H)) * 0.5
-    g_in = rng.standard_normal((B, T, 4 * H))
-    c0 = rng.standard_normal((B, H))
-    gys = rng.standard_normal((B, T, H))
+    B, T, D, H = 7, 5, 2, 7
+    HD = H + D
+    w = [rng.standard_normal((H, HD)) * 0.5 for _ in range(4)]
+    bias_in = [rng.standard_normal(H) for _ in range(4)]
+    Z0 = rng.standard_normal((T + 1, HD, B))
+    c0T = rng.standard_normal((H, B))
+    gyT = rng.standard_normal((T, H, B))
     results = []
     for nl in (1, 3):
-        for reverse in (False, True):
-            saveG, saveC, ys = g_in.copy(), np.empty((B, T, H)), np.empty((B, T, H))
-            h, c = np.full((B, H), 0.1), c0.copy()
-            rec._lstm_fwd_steps(nl, reverse, Wh, saveG, saveC, ys, h, c, np.empty((4 * H, B)), np.empty((B, 4 * H)))
-            dG, dcur = np.empty((B, T, 4 * H)), np.empty((B, 4 * H))
-            dh, dc = np.full((B, H), 0.2), np.full((B, H), -0.1)
-            rec._lstm_bwd_steps(nl, reverse, gys, c0, np.ascontiguousarray(Wh.T), saveG, saveC, dG, dcur, dh, dc,
-                                np.empty((H, B)))
-            results.append((saveG, saveC, ys, h, c, dG, dh, dc))
-    for one, many in zip(results[:2], results[2:], strict=True):
-        for a, b in zip(one, many, strict=True):
-            np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-15)
+        W, bias = np.empty((4 * H, HD)), np.empty(4 * H)
+        lstm._pack_lanes(w[0], bias_in[0], w[1], bias_in[1], w[2], bias_in[2], w[3], bias_in[3], H, nl, W, bias)
+        Z, G, C = Z0.copy(), np.empty((T, 4 * H, B)), np.empty((T, H, B))
+        lstm._lstm_fwd_steps(nl, W, bias, Z, G, C, c0T, np.empty((4 * H, B)))
+        WhT, Wx = np.empty((H, 4 * H)), np.empty((4 * H, D))
+        lstm._pack_bwd(w[0], w[1], w[2], w[3], H, nl, WhT, Wx, np.empty((4 * H, HD + 1)))
+        dG, dh, dc = np.empty((4 * H, T * B)), np.full((H, B), 0.2), np.full((H, B), -0.1)
+        lstm._lstm_bwd_steps(nl, True, WhT, G, C, c0T, gyT, dG, np.empty((2, 4 * H, B)), dh, dc)
+        results.append((Z, G, C, dG, dh, dc))
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-15)
+    assert np.abs(results[0][3]).min() > 0  # every gate gradient was written
 
 
 def test_attention_lanes_match_one_lane():

@@ -1,0 +1,385 @@
+"""The fused LSTM recurrence (``recurrent.lstm_forward`` / ``recurrent.lstm_backward``; recurrent.py
+documents the cells, the conventions and the arguments).
+
+Layout: inside the kernels every per-step array is unit-major, (units, batch), so each step's GEMM runs
+weight rows x batch — BLAS ran (4H, H + D) x (H + D, B) at 1.5x the rate of (B, H + D) x (H + D, 4H) (78
+against 50 GFLOP/s on one core for the char-LSTM) — and the gate arithmetic then walks rows of B contiguous
+elements with nothing to transpose. The steps are indexed by processing step s (t = T-1-s when reversed):
+    Z     (T+1, H + D, B)  the GEMM operand of step s: h_{s-1} on top of x_t (the x rows filled up front)
+    saveG (T, 4H, B)       the gate activations of step s, rows [f|i|o|g] by unit (the save buffer's memory)
+    saveC (T, H, B)        the cell states c_s
+so the input term of each gate comes out of the step's one GEMM with the recurrent one (Z holds both).
+
+Parallelism: the lanes split the hidden units. Lane l owns units j0 .. j1-1; its rows of the packed weight
+W (4H, H + D) are [f|i|o|g] of those units, so its share of the step's GEMM gives exactly what its gate
+arithmetic needs and a step is one parallel region (no barrier between the GEMM and the gates). The next
+step's GEMM reads all of h_s, which the region's end guarantees. The backward mirrors it: lane l forms its
+units' dh from all of the previous step's gate gradients (double-buffered: every lane reads the one while
+writing its share of the other), then its units' gate gradients. Weight gradients are then four GEMMs over
+the T·B columns, (H, T·B) x (T·B, H + D), straight into the gate weights' gradients.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from . import fastmath as fm
+from ._common import _SPLIT_MACS, LANES, carve, pdot, pdot_tn
+
+
+def lstm_forward_workspace_size(B, T, D, H):
+    """Elements of ``ws`` for ``lstm_forward``: packed W (4H, H + D) and biases, the GEMM operands Z of
+    every step (T + 1, H + D, B), one step's GEMM output (4H, B) and c0 unit-major."""
+    return 4 * H * (H + D) + 4 * H + (T + 1) * (H + D) * B + 5 * H * B
+
+
+def lstm_backward_workspace_size(B, T, D, H):
+    """Elements of ``ws`` for ``lstm_backward``: Wh^T (H, 4H) by lanes, Wx (4H, D) and the weight and bias
+    gradients (4H, H + D + 1), the previous states and inputs of every step with a column of ones
+    (T·B, H + D + 1), the gate gradients of every step (4H, T·B), the output gradients unit-major (T, H, B),
+    the input gradients by step (T·B, D), and one step's dgates (double-buffered), dh, dc and c0."""
+    return (4 * H * H + 4 * H * D + 4 * H * (H + D + 1) + T * B * (H + D + 1) + 4 * H * T * B + T * H * B
+            + T * B * D + 11 * H * B)
+
+
+@njit(cache=True, error_model="numpy")
+def _step_lanes(B, H):
+    # lanes of one recurrent step: its GEMM (4H, H) x (H, B) must give each lane enough work for a launch
+    return max(1, min(LANES, H // 8, (4 * H * H * B) // _SPLIT_MACS))
+
+
+@njit(cache=True, error_model="numpy")
+def _check_gate(w, H, D):
+    if w.shape[0] != H or w.shape[1] != H + D:
+        raise ValueError("recurrent: gate weight must be (hidden, hidden + input)")
+
+
+@njit(cache=True, error_model="numpy")
+def _gate_row(wf, wi, wo, wg, k, j):
+    # row j of gate k's weight (H + D,) or bias (H,)
+    if k == 0:
+        return wf[j]
+    if k == 1:
+        return wi[j]
+    if k == 2:
+        return wo[j]
+    return wg[j]
+
+
+@njit(cache=True, error_model="numpy")
+def _pack_lanes(wf, bf, wi, bi, wo, bo, wg, bg, H, nl, W, bias):
+    # w* (H, H + D) -> W (4H, H + D) rows by lanes: lane l's rows 4*j0 .. 4*j1-1 are [f|i|o|g] of its units
+    # (a gate weight's row is already [h | x], as Z stacks them); b* (H,) or (0,) -> bias (4H,) likewise
+    HD = W.shape[1]
+    for lane in range(nl):
+        j0 = lane * H // nl
+        j1 = (lane + 1) * H // nl
+        n = j1 - j0
+        for k in range(4):
+            hasb = (bf if k == 0 else bi if k == 1 else bo if k == 2 else bg).shape[0] > 0
+            for jj in range(n):
+                r = 4 * j0 + k * n + jj
+                src = _gate_row(wf, wi, wo, wg, k, j0 + jj)
+                for c in range(HD):
+                    W[r, c] = src[c]
+                bias[r] = _gate_row(bf, bi, bo, bg, k, j0 + jj) if hasb else 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def _fill_inputs(xs, reverse, H, Z):
+    # xs (B, T, D) -> the x rows of Z (T+1, H + D, B): step s gets x_t
+    B, T, D = xs.shape
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        zs = Z[s]
+        for b in range(B):
+            x = xs[b, t]
+            for d in range(D):
+                zs[H + d, b] = x[d]
+
+
+@njit(cache=True, error_model="numpy")
+def _transpose_into(src, dst):
+    # src (M, N) -> dst (N, M), in 8 x 8 tiles: a plain loop touches a cache line per element, and a tile's
+    # rows may be 64 KiB apart (a time step's rows of ys or gys), where more than 8 map to one L1 set
+    M, N = src.shape
+    for m0 in range(0, M, 8):
+        m1 = min(m0 + 8, M)
+        for n0 in range(0, N, 8):
+            n1 = min(n0 + 8, N)
+            for n in range(n0, n1):
+                row = dst[n]
+                for m in range(m0, m1):
+                    row[m] = src[m, n]
+
+
+@njit(cache=True, error_model="numpy")
+def lstm_forward(xs, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, reverse, ys, hT, cT, saveG, saveC, ws):
+    # xs (B, T, D), h0/c0 (B, H), w* (H, H + D), b* (H,) or (0,) -> ys (B, T, H), hT/cT (B, H),
+    # saveG (T, 4H, B) gate activations, saveC (T, H, B) cell states by step; ws lstm_forward_workspace_size
+    B, T, D = xs.shape
+    H = h0.shape[1]
+    _check_gate(wf, H, D)
+    _check_gate(wi, H, D)
+    _check_gate(wo, H, D)
+    _check_gate(wg, H, D)
+    HD = H + D
+    nl = _step_lanes(B, H)
+    W, o = carve(ws, 0, (4 * H, HD))
+    bias, o = carve(ws, o, (4 * H,))
+    Z, o = carve(ws, o, (T + 1, HD, B))
+    rec, o = carve(ws, o, (4 * H, B))
+    c0T = carve(ws, o, (H, B))[0]
+    G = saveG.reshape(T, 4 * H, B)
+    C = saveC.reshape(T, H, B)
+    _pack_lanes(wf, bf, wi, bi, wo, bo, wg, bg, H, nl, W, bias)
+    _fill_inputs(xs, reverse, H, Z)
+    _transpose_into(h0, Z[0, :H])
+    _transpose_into(c0, c0T)
+    _lstm_fwd_steps(nl, W, bias, Z, G, C, c0T, rec)
+    _transpose_into(Z[T, :H], hT)
+    _transpose_into(C[T - 1], cT)
+    _write_states(Z, reverse, ys)
+
+
+@njit(cache=True, error_model="numpy")
+def _write_states(Z, reverse, ys):
+    # Z (T+1, H + D, B) -> ys (B, T, H): h of step s is in Z[s + 1]
+    T, H = ys.shape[1], ys.shape[2]
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        _transpose_into(Z[s + 1, :H], ys[:, t])
+
+
+@njit(cache=True, error_model="numpy")
+def _lstm_fwd_steps(nl, W, bias, Z, G, C, c0T, rec):
+    fast = G.itemsize == 4  # float32: the vectorisable tanh/sigmoid (fastmath.py)
+    T = G.shape[0]
+    H = C.shape[1]
+    for s in range(T):
+        if nl <= 1:
+            _lstm_fwd_lane(0, H, s, W, bias, Z, G, C, c0T, rec, fast)
+        else:
+            _lstm_fwd_step_lanes(nl, s, W, bias, Z, G, C, c0T, rec, fast)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _lstm_fwd_step_lanes(nl, s, W, bias, Z, G, C, c0T, rec, fast):
+    H = C.shape[1]
+    for lane in prange(nl):
+        _lstm_fwd_lane(lane * H // nl, (lane + 1) * H // nl, s, W, bias, Z, G, C, c0T, rec, fast)
+
+
+@njit(cache=True, error_model="numpy")
+def _lstm_fwd_lane(j0, j1, s, W, bias, Z, G, C, c0T, rec, fast):
+    # units j0 .. j1-1 at step s: W rows 4*j0 .. 4*j1-1 (4n, H + D) x Z[s] (H + D, B) -> their rows of rec,
+    # then of G[s] (4H, B), C[s] (H, B) and h_s in Z[s + 1]
+    H = C.shape[1]
+    n = j1 - j0
+    r0 = 4 * j0
+    np.dot(W[r0:r0 + 4 * n], Z[s], rec[r0:r0 + 4 * n])
+    for jj in range(n):
+        j = j0 + jj
+        # loops of a few rows each, so LLVM can rule out aliasing and vectorise (one loop over all of them
+        # ran scalar)
+        for k in range(3):
+            _sigmoid_row(rec[r0 + k * n + jj], bias[r0 + k * n + jj], G[s, k * H + j], fast)
+        gg = G[s, 3 * H + j]
+        rg = rec[r0 + 3 * n + jj]
+        bg = bias[r0 + 3 * n + jj]
+        for b in range(gg.shape[0]):
+            gg[b] = fm.tanh(rg[b] + bg, fast)
+        cp = C[s - 1, j] if s > 0 else c0T[j]
+        gf = G[s, j]
+        gi = G[s, H + j]
+        cn = C[s, j]
+        for b in range(cn.shape[0]):
+            cn[b] = gf[b] * cp[b] + gi[b] * gg[b]
+        go = G[s, 2 * H + j]
+        hn = Z[s + 1, j]
+        for b in range(hn.shape[0]):
+            hn[b] = go[b] * fm.tanh(cn[b], fast)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _sigmoid_row(r, bk, g, fast):
+    for b in range(g.shape[0]):
+        g[b] = fm.sigmoid(r[b] + bk, fast)
+
+
+@njit(cache=True, error_model="numpy")
+def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, reverse,
+                  gxs, gh0, gc0, gwf, gbf, gwi, gbi, gwo, gbo, gwg, gbg, need_gx, need_gh0, ws):
+    # gys (B, T, H), ghT/gcT (B, H); xs, h0, c0, w*, ys, saveG, saveC as in forward
+    # -> gxs (B, T, D), gh0/gc0 (B, H), gw* (H, H + D), gb* (H,) or (0,); ws lstm_backward_workspace_size
+    B, T, D = xs.shape
+    H = h0.shape[1]
+    HD = H + D
+    nl = _step_lanes(B, H)
+    WhT, o = carve(ws, 0, (H, 4 * H))
+    Wx, o = carve(ws, o, (4 * H, D))
+    gW, o = carve(ws, o, (4 * H, HD + 1))
+    Zc, o = carve(ws, o, (T * B, HD + 1))
+    dG, o = carve(ws, o, (4 * H, T * B))
+    gyT, o = carve(ws, o, (T, H, B))
+    gx, o = carve(ws, o, (T * B, D))
+    dcur, o = carve(ws, o, (2, 4 * H, B))
+    dh, o = carve(ws, o, (H, B))
+    dc, o = carve(ws, o, (H, B))
+    c0T = carve(ws, o, (H, B))[0]
+    G = saveG.reshape(T, 4 * H, B)
+    C = saveC.reshape(T, H, B)
+    _pack_bwd(wf, wi, wo, wg, H, nl, WhT, Wx, gW)
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        _transpose_into(gys[:, t], gyT[s])
+    _transpose_into(ghT, dh)
+    _transpose_into(gcT, dc)
+    _transpose_into(c0, c0T)
+    _lstm_bwd_steps(nl, need_gh0, WhT, G, C, c0T, gyT, dG, dcur, dh, dc)
+    if need_gh0:
+        _transpose_into(dh, gh0)
+        _transpose_into(dc, gc0)
+    _prev_inputs(xs, ys, h0, reverse, Zc)
+    pdot(dG, Zc, gW)  # every weight gradient, and in the last column (Zc's ones) every bias gradient
+    _unpack(gW, 0, gwf, gbf)
+    _unpack(gW, H, gwi, gbi)
+    _unpack(gW, 2 * H, gwo, gbo)
+    _unpack(gW, 3 * H, gwg, gbg)
+    if need_gx:
+        pdot_tn(dG, Wx, gx)
+        for s in range(T):
+            t = T - 1 - s if reverse else s
+            for b in range(B):
+                src = gx[s * B + b]
+                dst = gxs[b, t]
+                for d in range(D):
+                    dst[d] = src[d]
+
+
+@njit(cache=True, error_model="numpy")
+def _pack_bwd(wf, wi, wo, wg, H, nl, WhT, Wx, scratch):
+    # WhT (H, 4H): column 4*j0 + k*n + jj (lane order, as the backward's dgates rows) holds the h columns of
+    # gate k's row j0 + jj, transposed in tiles from the rows packed as the forward packs them (in scratch
+    # (4H, >= H + D), overwritten later); Wx (4H, D) the x columns, gate-major
+    D = Wx.shape[1]
+    HD = H + D
+    W = scratch[:, :HD]
+    _pack_lanes(wf, wf[0, :0], wi, wi[0, :0], wo, wo[0, :0], wg, wg[0, :0], H, nl, W, scratch[:, HD])
+    _transpose_into(W[:, :H], WhT)
+    for k in range(4):
+        for j in range(H):
+            src = _gate_row(wf, wi, wo, wg, k, j)
+            row = Wx[k * H + j]
+            for d in range(D):
+                row[d] = src[H + d]
+
+
+@njit(cache=True, error_model="numpy")
+def _prev_inputs(xs, ys, h0, reverse, Zc):
+    # xs (B, T, D), ys (B, T, H), h0 (B, H) -> Zc (T*B, H + D + 1): row s*B + b is [h_{s-1}, x_t, 1] of
+    # example b
+    B, T, D = xs.shape
+    H = ys.shape[2]
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        tp = t + 1 if reverse else t - 1
+        for b in range(B):
+            z = Zc[s * B + b]
+            hp = ys[b, tp] if s > 0 else h0[b]
+            for j in range(H):
+                z[j] = hp[j]
+            x = xs[b, t]
+            for d in range(D):
+                z[H + d] = x[d]
+            z[H + D] = 1.0
+
+
+@njit(cache=True, error_model="numpy")
+def _unpack(gW, r0, gw, gb):
+    # rows r0 .. r0+H-1 of gW (4H, H + D + 1) -> gw (H, H + D) and its last column -> gb (H,) (if present)
+    H, HD = gw.shape
+    for j in range(H):
+        src = gW[r0 + j]
+        dst = gw[j]
+        for c in range(HD):
+            dst[c] = src[c]
+        if gb.shape[0] > 0:
+            gb[j] = src[HD]
+
+
+@njit(cache=True, error_model="numpy")
+def _lstm_bwd_steps(nl, need_gh0, WhT, G, C, c0T, gyT, dG, dcur, dh, dc):
+    # BPTT, steps in reverse processing order: dh/dc (H, B) hold the gradients of the final state and are
+    # left holding those of the initial one; dG (4H, T*B) gets every step's pre-activation gradients
+    fast = G.itemsize == 4
+    one = np.ones(1, G.dtype)[0]  # 1 in the data's dtype: a float64 1.0 would widen the float32 loops
+    T = G.shape[0]
+    H = dh.shape[0]
+    for i in range(T + 1 if need_gh0 else T):
+        s = T - 1 - i  # i == T only forms dh of the initial state
+        args = (s, i > 0, i < T, WhT, G, C, c0T, gyT, dG, dcur[(i + 1) % 2], dcur[i % 2], dh, dc, fast, one)
+        if nl <= 1:
+            _lstm_bwd_lane(0, H, *args)
+        else:
+            _lstm_bwd_step_lanes(nl, *args)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _lstm_bwd_step_lanes(nl, s, chain, gates, WhT, G, C, c0T, gyT, dG, dprev, dnext, dh, dc, fast, one):
+    H = dh.shape[0]
+    for lane in prange(nl):
+        _lstm_bwd_lane(lane * H // nl, (lane + 1) * H // nl, s, chain, gates, WhT, G, C, c0T, gyT, dG, dprev,
+                       dnext, dh, dc, fast, one)
+
+
+@njit(cache=True, error_model="numpy")
+def _lstm_bwd_lane(j0, j1, s, chain, gates, WhT, G, C, c0T, gyT, dG, dprev, dnext, dh, dc, fast, one):
+    # units j0 .. j1-1 at step s: dprev (4H, B) the dgates of step s+1 by lanes (when chain) -> their rows of
+    # dh = WhT @ dprev; then (when gates) their dgates into dnext (4H, B) by lanes and dG (gate-major), and dc
+    H = dh.shape[0]
+    B = dh.shape[1]
+    n = j1 - j0
+    r0 = 4 * j0
+    if chain:
+        np.dot(WhT[j0:j1], dprev, dh[j0:j1])
+    if not gates:
+        return
+    for jj in range(n):
+        j = j0 + jj
+        # loops of a few rows each (see the forward): the output gate and the cell gradient, then the
+        # forget, input and candidate gates
+        dhj = dh[j]
+        gy = gyT[s, j]
+        go = G[s, 2 * H + j]
+        cn = C[s, j]
+        dcj = dc[j]
+        do = dnext[r0 + 2 * n + jj]
+        for b in range(B):
+            ov = go[b]
+            tc = fm.tanh(cn[b], fast)
+            dht = dhj[b] + gy[b]
+            do[b] = dht * tc * ov * (one - ov)
+            dcj[b] = dcj[b] + dht * ov * (one - tc * tc)
+        cp = C[s - 1, j] if s > 0 else c0T[j]
+        gf = G[s, j]
+        df = dnext[r0 + jj]
+        for b in range(B):
+            fv = gf[b]
+            df[b] = dcj[b] * cp[b] * fv * (one - fv)
+        gi = G[s, H + j]
+        gg = G[s, 3 * H + j]
+        di = dnext[r0 + n + jj]
+        dg = dnext[r0 + 3 * n + jj]
+        for b in range(B):
+            iv = gi[b]
+            gv = gg[b]
+            dct = dcj[b]
+            di[b] = dct * gv * iv * (one - iv)
+            dg[b] = dct * iv * (one - gv * gv)
+        for b in range(B):
+            dcj[b] = dcj[b] * gf[b]
+        for k in range(4):
+            src = dnext[r0 + k * n + jj]
+            dst = dG[k * H + j, s * B:(s + 1) * B]
+            for b in range(B):
+                dst[b] = src[b]
