@@ -194,104 +194,192 @@ def rnn_backward(gys, ghT, xs, h0, wx, wh, ys, reverse, gxs, gh0, gwx, gbx, gwh,
 
 
 # ------------------------------------------------------------------------------------------------ LSTM
+# The CPU kernel's layout (kernels/cpu/recurrent_lstm.py): every per-step array is unit-major, (units, B), and
+# indexed by processing step s; W (4H, H + D) packs the gate weights gate-major, Z (T+1, H + D, B) holds
+# h_{s-1} on top of x_t, so each step is one GEMM W @ Z[s] and one pointwise kernel per (unit, example).
 
 def lstm_forward_workspace_size(B, T, D, H):
-    """Elements of ``ws`` for ``lstm_forward``: the CPU kernel's size (lowering sizes one workspace for both
-    backends); this kernel uses its start, packed Wh (4H, H) and Wx (4H, D) and one step's recurrent term."""
-    return 4 * H * H + 4 * H * D + 8 * B * H
+    """Elements of ``ws`` for ``lstm_forward``: the CPU kernel's (lowering sizes one workspace for both
+    backends); this kernel uses W (4H, H + D), the bias (4H,), Z (T+1, H + D, B) and one step's GEMM output."""
+    return 4 * H * (H + D) + 4 * H + (T + 1) * (H + D) * B + 5 * H * B
 
 
 def lstm_backward_workspace_size(B, T, D, H):
-    """Elements of ``ws`` for ``lstm_backward``: the CPU kernel's size, as for the forward; this kernel uses
-    2(4H·H + 4H·D) + 4BTH + BTH + 4BH + 2BH of it (it keeps no transposed Wh)."""
-    return 2 * (4 * H * H + 4 * H * D) + 4 * H * H + 4 * B * T * H + B * T * H + 4 * B * H + 3 * B * H
+    """Elements of ``ws`` for ``lstm_backward``: the CPU kernel's, as for the forward; this kernel uses W, the
+    weight and bias gradients (4H, H + D + 1), Zc (T·B, H + D + 1), dG (4H, T·B), gx (T·B, D), dh and dc."""
+    return (4 * H * H + 4 * H * D + 4 * H * (H + D + 1) + T * B * (H + D + 1) + 4 * H * T * B + T * H * B
+            + T * B * D + 11 * H * B)
 
 
 @kernel
-def _lstm_step(G, rec, h, c, ys, saveC, t, T, H, n):
-    # G = saveG (B, T, 4H) holding the input terms, rec (B, 4H): gates of step t, new c and h
-    H4 = 4 * H
+def _lstm_pack(w, b, k, H, HD, W, bias, n):
+    # gate k's weight w (H, H + D) -> rows k*H.. of W (4H, H + D); its bias b (H,) or (0,) -> bias[k*H..]
     for e in range(cuda.grid(1), n, cuda.gridsize(1)):
-        b = e // H
-        j = e - b * H
-        g = (b * T + t) * H4
-        r = b * H4
-        fv = _sigmoid(G[g + j] + rec[r + j])
-        iv = _sigmoid(G[g + H + j] + rec[r + H + j])
-        ov = _sigmoid(G[g + 2 * H + j] + rec[r + 2 * H + j])
-        gv = math.tanh(G[g + 3 * H + j] + rec[r + 3 * H + j])
-        G[g + j] = fv
-        G[g + H + j] = iv
-        G[g + 2 * H + j] = ov
-        G[g + 3 * H + j] = gv
-        cn = fv * c[e] + iv * gv
-        c[e] = cn
-        k = (b * T + t) * H + j
-        saveC[k] = cn
+        W[k * H * HD + e] = w[e]
+        if e < H:
+            bias[k * H + e] = b[e] if b.size > 0 else 0.0
+
+
+@kernel
+def _lstm_fill(xs, h0, c0, Z, c0T, T, D, H, B, reverse, n):
+    # xs (B, T, D) -> the x rows of Z (T+1, H + D, B); h0 (B, H) -> Z[0, :H]; c0 (B, H) -> c0T (H, B)
+    HD = H + D
+    for e in range(cuda.grid(1), n, cuda.gridsize(1)):
+        b = e % B
+        r = e // B
+        if r < T * D:
+            s = r // D
+            d = r - s * D
+            t = T - 1 - s if reverse else s
+            Z[(s * HD + H + d) * B + b] = xs[(b * T + t) * D + d]
+        else:
+            j = r - T * D
+            Z[j * B + b] = h0[b * H + j]
+            c0T[j * B + b] = c0[b * H + j]
+
+
+@kernel
+def _lstm_step(rec, bias, G, C, c0T, Z, ys, hT, cT, s, t, T, H, HD, B, n):
+    # rec (4H, B) = W @ Z[s]: gates of step s -> G[s] (4H, B), C[s] (H, B), h_s into Z[s+1] and ys[:, t]
+    for e in range(cuda.grid(1), n, cuda.gridsize(1)):
+        j = e // B
+        b = e - j * B
+        g = s * 4 * H * B + j * B + b
+        fv = _sigmoid(rec[j * B + b] + bias[j])
+        iv = _sigmoid(rec[(H + j) * B + b] + bias[H + j])
+        ov = _sigmoid(rec[(2 * H + j) * B + b] + bias[2 * H + j])
+        gv = math.tanh(rec[(3 * H + j) * B + b] + bias[3 * H + j])
+        G[g] = fv
+        G[g + H * B] = iv
+        G[g + 2 * H * B] = ov
+        G[g + 3 * H * B] = gv
+        cp = C[((s - 1) * H + j) * B + b] if s > 0 else c0T[e]
+        cn = fv * cp + iv * gv
+        C[(s * H + j) * B + b] = cn
         hn = ov * math.tanh(cn)
-        h[e] = hn
-        ys[k] = hn
+        Z[((s + 1) * HD + j) * B + b] = hn
+        ys[(b * T + t) * H + j] = hn
+        if s == T - 1:
+            hT[b * H + j] = hn
+            cT[b * H + j] = cn
 
 
 @kernel
-def _lstm_step_bwd(G, saveC, c0, gys, dh, dc, dcur, dG, t, tp, T, H, n):
-    H4 = 4 * H
+def _to_unit_major(src, dst, H, B, n):
+    # src (B, H) -> dst (H, B)
+    for e in range(cuda.grid(1), n, cuda.gridsize(1)):
+        j = e // B
+        b = e - j * B
+        dst[e] = src[b * H + j]
+
+
+@kernel
+def _to_batch_major(src, dst, H, B, n):
+    # src (H, B) -> dst (B, H)
     for e in range(cuda.grid(1), n, cuda.gridsize(1)):
         b = e // H
         j = e - b * H
-        g = (b * T + t) * H4
-        fv = G[g + j]
-        iv = G[g + H + j]
-        ov = G[g + 2 * H + j]
-        gv = G[g + 3 * H + j]
-        k = (b * T + t) * H + j
-        cprev = saveC[(b * T + tp) * H + j] if tp >= 0 and tp < T else c0[e]
-        tc = math.tanh(saveC[k])
-        dht = dh[e] + gys[k]
+        dst[e] = src[j * B + b]
+
+
+@kernel
+def _lstm_step_bwd(G, C, c0T, gys, dh, dc, dG, s, t, T, H, B, n):
+    # step s's gate pre-activation gradients -> column block s of dG (4H, T*B); dc (H, B) to the step before
+    TB = T * B
+    for e in range(cuda.grid(1), n, cuda.gridsize(1)):
+        j = e // B
+        b = e - j * B
+        g = s * 4 * H * B + j * B + b
+        fv = G[g]
+        iv = G[g + H * B]
+        ov = G[g + 2 * H * B]
+        gv = G[g + 3 * H * B]
+        cp = C[((s - 1) * H + j) * B + b] if s > 0 else c0T[e]
+        tc = math.tanh(C[(s * H + j) * B + b])
+        dht = dh[e] + gys[(b * T + t) * H + j]
         dct = dc[e] + dht * ov * (1.0 - tc * tc)
-        d0 = dct * cprev * fv * (1.0 - fv)
-        d1 = dct * gv * iv * (1.0 - iv)
-        d2 = dht * tc * ov * (1.0 - ov)
-        d3 = dct * iv * (1.0 - gv * gv)
-        r = b * H4
-        dcur[r + j] = d0
-        dcur[r + H + j] = d1
-        dcur[r + 2 * H + j] = d2
-        dcur[r + 3 * H + j] = d3
-        dG[g + j] = d0
-        dG[g + H + j] = d1
-        dG[g + 2 * H + j] = d2
-        dG[g + 3 * H + j] = d3
+        col = s * B + b
+        dG[j * TB + col] = dct * cp * fv * (1.0 - fv)
+        dG[(H + j) * TB + col] = dct * gv * iv * (1.0 - iv)
+        dG[(2 * H + j) * TB + col] = dht * tc * ov * (1.0 - ov)
+        dG[(3 * H + j) * TB + col] = dct * iv * (1.0 - gv * gv)
         dc[e] = dct * fv
+
+
+@kernel
+def _lstm_prev_inputs(xs, ys, h0, Zc, T, D, H, B, reverse, n):
+    # Zc (T*B, H + D + 1): row s*B + b is [h_{s-1}, x_t, 1] of example b
+    W1 = H + D + 1
+    for e in range(cuda.grid(1), n, cuda.gridsize(1)):
+        row = e // W1
+        c = e - row * W1
+        s = row // B
+        b = row - s * B
+        t = T - 1 - s if reverse else s
+        if c < H:
+            tp = t + 1 if reverse else t - 1
+            Zc[e] = ys[(b * T + tp) * H + c] if s > 0 else h0[b * H + c]
+        elif c < H + D:
+            Zc[e] = xs[(b * T + t) * D + c - H]
+        else:
+            Zc[e] = 1.0
+
+
+@kernel
+def _lstm_unpack(gW, k, H, HD, gw, gb, n):
+    # rows k*H.. of gW (4H, H + D + 1) -> gw (H, H + D) and the last column -> gb (H,) (when present)
+    for e in range(cuda.grid(1), n, cuda.gridsize(1)):
+        j = e // HD
+        c = e - j * HD
+        gw[e] = gW[(k * H + j) * (HD + 1) + c]
+        if c == 0 and gb.size > 0:
+            gb[j] = gW[(k * H + j) * (HD + 1) + HD]
+
+
+@kernel
+def _lstm_scatter_gx(gx, gxs, T, D, B, reverse, n):
+    # gx (T*B, D) by processing step -> gxs (B, T, D)
+    for e in range(cuda.grid(1), n, cuda.gridsize(1)):
+        d = e % D
+        row = e // D
+        s = row // B
+        b = row - s * B
+        t = T - 1 - s if reverse else s
+        gxs[(b * T + t) * D + d] = gx[e]
+
+
+def _lstm_pack_all(ws, wb, H, D):
+    HD = H + D
+    w = flat(ws)
+    W = w[:4 * H * HD]
+    bias = w[4 * H * HD:4 * H * HD + 4 * H]
+    for k, (wgate, b) in enumerate(wb):
+        launch(_lstm_pack, H * HD, flat(wgate), flat(b), k, H, HD, W, bias, H * HD)
+    return w, W, bias
 
 
 def lstm_forward(xs, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, reverse, ys, hT, cT, saveG, saveC, ws):
     # xs (B, T, D), h0/c0 (B, H), w* (H, H + D), b* (H,) or (0,) -> ys (B, T, H), hT/cT (B, H),
-    # saveG (B, T, 4H) gate activations [f|i|o|g], saveC (B, T, H) cell states
+    # saveG (T, 4H, B) gate activations, saveC (T, H, B) cell states by processing step (as the CPU kernel)
     B, T, D = xs.shape
     H = h0.shape[1]
     for wgate in (wf, wi, wo, wg):
         _check_gate(wgate, H, D)
-    H4 = 4 * H
-    w = flat(ws)
-    o = 0
-    Wh = w[o:o + H4 * H]
-    o += H4 * H
-    Wx = w[o:o + H4 * D]
-    o += H4 * D
-    rec = w[o:o + B * H4]
-    for k, wgate in enumerate((wf, wi, wo, wg)):
-        _pack_gate(wgate, k, H, D, Wh, Wx)
-    G2 = saveG.reshape(B * T, H4)
-    gemm(mat(xs), mat(Wx, trans=True, ld=D), mat(G2), B * T, H4, D)  # input term of every gate and step
-    for k, b in enumerate((bf, bi, bo, bg)):
-        _bias(G2, b, k, H)
-    _copy(hT, h0)
-    _copy(cT, c0)
+    HD = H + D
+    w, W, bias = _lstm_pack_all(ws, [(wf, bf), (wi, bi), (wo, bo), (wg, bg)], H, D)
+    o = 4 * H * HD + 4 * H
+    Z = w[o:o + (T + 1) * HD * B]
+    o += (T + 1) * HD * B
+    rec = w[o:o + 4 * H * B]
+    o += 4 * H * B
+    c0T = w[o:o + H * B]
+    n = (T * D + H) * B
+    launch(_lstm_fill, n, flat(xs), flat(h0), flat(c0), Z, c0T, T, D, H, B, bool(reverse), n)
+    G, C = flat(saveG), flat(saveC)
     for s in range(T):
-        t = _step(s, T, reverse)
-        gemm(mat(hT), mat(Wh, trans=True, ld=H), mat(rec, ld=H4), B, H4, H)
-        launch(_lstm_step, B * H, flat(saveG), rec, flat(hT), flat(cT), flat(ys), flat(saveC), t, T, H, B * H)
+        gemm(mat(W, ld=HD), mat(Z, off=s * HD * B, ld=B), mat(rec, ld=B), 4 * H, B, HD)
+        launch(_lstm_step, H * B, rec, bias, G, C, c0T, Z, flat(ys), flat(hT), flat(cT), s, _step(s, T, reverse),
+               T, H, HD, B, H * B)
 
 
 def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, reverse,
@@ -300,49 +388,46 @@ def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, r
     # -> gxs (B, T, D), gh0/gc0 (B, H), gw* (H, H + D), gb* (H,) or (0,)
     B, T, D = xs.shape
     H = h0.shape[1]
-    H4 = 4 * H
-    w = flat(ws)
-    o = 0
-    Wh = w[o:o + H4 * H]
-    o += H4 * H
-    Wx = w[o:o + H4 * D]
-    o += H4 * D
-    gWh = w[o:o + H4 * H]
-    o += H4 * H
-    gWx = w[o:o + H4 * D]
-    o += H4 * D
-    dG = w[o:o + B * T * H4]
-    o += B * T * H4
-    Hp = w[o:o + B * T * H]
-    o += B * T * H
-    dcur = w[o:o + B * H4]
-    o += B * H4
-    dh = w[o:o + B * H]
-    o += B * H
-    dc = w[o:o + B * H]
-    for k, wgate in enumerate((wf, wi, wo, wg)):
-        _pack_gate(wgate, k, H, D, Wh, Wx)
-    _copy(dh, flat(ghT))
-    _copy(dc, flat(gcT))
-    for s in range(T - 1, -1, -1):
-        t = _step(s, T, reverse)
-        tp = t + 1 if reverse else t - 1
-        launch(_lstm_step_bwd, B * H, flat(saveG), flat(saveC), flat(c0), flat(gys), dh, dc, dcur, dG, t, tp, T,
-               H, B * H)
-        gemm(mat(dcur, ld=H4), mat(Wh, ld=H), mat(dh, ld=H), B, H, H4)  # every gate holds h_prev @ Wh_k.T
+    HD = H + D
+    TB = T * B
+    nb = gbf[:0]
+    w, W, _ = _lstm_pack_all(ws, [(x, nb) for x in (wf, wi, wo, wg)], H, D)
+    o = 4 * H * HD + 4 * H
+    gW = w[o:o + 4 * H * (HD + 1)]
+    o += 4 * H * (HD + 1)
+    Zc = w[o:o + TB * (HD + 1)]
+    o += TB * (HD + 1)
+    dG = w[o:o + 4 * H * TB]
+    o += 4 * H * TB
+    gx = w[o:o + TB * D]
+    o += TB * D
+    dh = w[o:o + H * B]
+    o += H * B
+    dc = w[o:o + H * B]
+    o += H * B
+    c0T = w[o:o + H * B]
+    HB = H * B
+    launch(_to_unit_major, HB, flat(ghT), dh, H, B, HB)
+    launch(_to_unit_major, HB, flat(gcT), dc, H, B, HB)
+    launch(_to_unit_major, HB, flat(c0), c0T, H, B, HB)
+    G, C = flat(saveG), flat(saveC)
+    for i in range(T + 1 if need_gh0 else T):
+        s = T - 1 - i  # i == T only forms dh of the initial state
+        if i > 0:  # dh = Wh^T @ (step s+1's gate gradients): Wh^T is W's first H columns, transposed
+            gemm(mat(W, trans=True, ld=HD), mat(dG, off=(s + 1) * B, ld=TB), mat(dh, ld=B), H, B, 4 * H)
+        if i < T:
+            launch(_lstm_step_bwd, HB, G, C, c0T, flat(gys), dh, dc, dG, s, _step(s, T, reverse), T, H, B, HB)
     if need_gh0:
-        _copy(flat(gh0), dh)
-        _copy(flat(gc0), dc)
-    _prev(ys, h0, reverse, Hp)
-    gemm(mat(dG, trans=True, ld=H4), mat(Hp, ld=H), mat(gWh, ld=H), H4, H, B * T)
-    gemm(mat(dG, trans=True, ld=H4), mat(xs), mat(gWx, ld=D), H4, D, B * T)
-    for k, gw in enumerate((gwf, gwi, gwo, gwg)):
-        _unpack_gate(gWh, gWx, k, H, D, gw)
-    dG2 = dG.reshape(B * T, H4)
-    for k, gb in enumerate((gbf, gbi, gbo, gbg)):
-        _bias_grad(dG2, k, H, gb)
+        launch(_to_batch_major, HB, dh, flat(gh0), H, B, HB)
+        launch(_to_batch_major, HB, dc, flat(gc0), H, B, HB)
+    n = TB * (HD + 1)
+    launch(_lstm_prev_inputs, n, flat(xs), flat(ys), flat(h0), Zc, T, D, H, B, bool(reverse), n)
+    gemm(mat(dG, ld=TB), mat(Zc, ld=HD + 1), mat(gW, ld=HD + 1), 4 * H, HD + 1, TB)  # weights; biases last
+    for k, (gw, gb) in enumerate(((gwf, gbf), (gwi, gbi), (gwo, gbo), (gwg, gbg))):
+        launch(_lstm_unpack, gw.size, gW, k, H, HD, flat(gw), flat(gb), gw.size)
     if need_gx:
-        gemm(mat(dG, ld=H4), mat(Wx, ld=D), mat(gxs), B * T, D, H4)
+        gemm(mat(dG, trans=True, ld=TB), mat(W, off=H, ld=HD), mat(gx, ld=D), TB, D, 4 * H)
+        launch(_lstm_scatter_gx, TB * D, gx, flat(gxs), T, D, B, bool(reverse), TB * D)
 
 
 # ------------------------------------------------------------------------------------------------- GRU
