@@ -23,20 +23,20 @@ state is then the state after step 0. ``hT`` / ``cT`` may alias ``h0`` / ``c0`` 
 
 Save buffers (forward writes them, backward reads them, together with ``xs``, ``h0``/``c0`` and ``ys`` — so
 ys must not be overwritten in place between forward and backward):
-    LSTM  saveG (B, T, 4H): gate activations [f | i | o | g] per step;  saveC (B, T, H): cell states c_t
+    LSTM  saveG (T, 4H, B): gate activations [f | i | o | g] by processing step s, unit-major;
+          saveC (T, H, B): cell states c_s (the buffers are allocated (B, T, 4H) / (B, T, H); recurrent_lstm.py
+          reinterprets their memory)
     GRU   saveG (B, T, 3H): gate activations [z | r | n] per step
     RNN   none (tanh' comes from ys)
 
-Strategy: the input term of every gate at every step is one GEMM, (B*T, D) @ Wx.T, written straight into the
-gate save buffer (for the RNN into ys), where each step then adds its recurrent GEMM h_{t-1} @ Wh.T and
-applies the gate arithmetic in one fused loop, in place. The gate weights are packed into stacked contiguous
-matrices in ``ws`` (Wh (G*H, H) and Wx (G*H, D)) so both GEMMs cover all gates at once. Backward walks the
-steps in reverse processing order, keeps dh/dc per step, stores the pre-activation gradients of every step
-and then forms all weight gradients and the xs gradient with a few GEMMs over B*T rows (which split their
-rows: ``_common.pdot``). The LSTM's steps run in parallel within each step: its recurrent GEMM covers the
-whole batch with its rows (gates) split over the lanes, then the lanes split the batch for the gate loops.
-(Lanes that each ran the whole recurrence of a share of the batch, with no sync between steps, were 1.5-2x
-slower: a GEMM of a few rows runs at a fraction of BLAS's rate.)
+Strategy (RNN, GRU): the input term of every gate at every step is one GEMM, (B*T, D) @ Wx.T, written
+straight into the gate save buffer (for the RNN into ys), where each step then adds its recurrent GEMM
+h_{t-1} @ Wh.T and applies the gate arithmetic in one fused loop, in place. The gate weights are packed into
+stacked contiguous matrices in ``ws`` (Wh (G*H, H) and Wx (G*H, D)) so both GEMMs cover all gates at once.
+Backward walks the steps in reverse processing order, keeps dh per step, stores the pre-activation gradients
+of every step and then forms all weight gradients and the xs gradient with a few GEMMs over B*T rows (which
+split their rows: ``_common.pdot``). The LSTM (recurrent_lstm.py, which documents it) works unit-major
+instead: one fused GEMM per step, (4H, H + D) @ (H + D, B), with the lanes splitting the hidden units.
 """
 
 

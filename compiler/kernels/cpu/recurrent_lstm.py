@@ -15,8 +15,8 @@ W (4H, H + D) are [f|i|o|g] of those units, so its share of the step's GEMM give
 arithmetic needs and a step is one parallel region (no barrier between the GEMM and the gates). The next
 step's GEMM reads all of h_s, which the region's end guarantees. The backward mirrors it: lane l forms its
 units' dh from all of the previous step's gate gradients (double-buffered: every lane reads the one while
-writing its share of the other), then its units' gate gradients. Weight gradients are then four GEMMs over
-the T·B columns, (H, T·B) x (T·B, H + D), straight into the gate weights' gradients.
+writing its share of the other), then its units' gate gradients. The weight and bias gradients are then one
+GEMM over the T·B columns, dG (4H, T·B) x [h_prev, x, 1] (T·B, H + D + 1), and the input gradient another.
 """
 
 import numpy as np
