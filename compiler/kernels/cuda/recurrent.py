@@ -265,21 +265,12 @@ def _lstm_step(rec, bias, G, C, c0T, Z, ys, hT, cT, s, t, T, H, HD, B, n):
 
 
 @kernel
-def _to_unit_major(src, dst, H, B, n):
-    # src (B, H) -> dst (H, B)
+def _transpose(src, dst, R, C, n):
+    # src (R, C) -> dst (C, R): the (B, H) states to the kernels' unit-major (H, B) and back
     for e in range(cuda.grid(1), n, cuda.gridsize(1)):
-        j = e // B
-        b = e - j * B
-        dst[e] = src[b * H + j]
-
-
-@kernel
-def _to_batch_major(src, dst, H, B, n):
-    # src (H, B) -> dst (B, H)
-    for e in range(cuda.grid(1), n, cuda.gridsize(1)):
-        b = e // H
-        j = e - b * H
-        dst[e] = src[j * B + b]
+        c = e // R
+        r = e - c * R
+        dst[e] = src[r * C + c]
 
 
 @kernel
@@ -407,9 +398,9 @@ def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, r
     o += H * B
     c0T = w[o:o + H * B]
     HB = H * B
-    launch(_to_unit_major, HB, flat(ghT), dh, H, B, HB)
-    launch(_to_unit_major, HB, flat(gcT), dc, H, B, HB)
-    launch(_to_unit_major, HB, flat(c0), c0T, H, B, HB)
+    launch(_transpose, HB, flat(ghT), dh, B, H, HB)
+    launch(_transpose, HB, flat(gcT), dc, B, H, HB)
+    launch(_transpose, HB, flat(c0), c0T, B, H, HB)
     G, C = flat(saveG), flat(saveC)
     for i in range(T + 1 if need_gh0 else T):
         s = T - 1 - i  # i == T only forms dh of the initial state
@@ -418,8 +409,8 @@ def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, r
         if i < T:
             launch(_lstm_step_bwd, HB, G, C, c0T, flat(gys), dh, dc, dG, s, _step(s, T, reverse), T, H, B, HB)
     if need_gh0:
-        launch(_to_batch_major, HB, dh, flat(gh0), H, B, HB)
-        launch(_to_batch_major, HB, dc, flat(gc0), H, B, HB)
+        launch(_transpose, HB, dh, flat(gh0), H, B, HB)
+        launch(_transpose, HB, dc, flat(gc0), H, B, HB)
     n = TB * (HD + 1)
     launch(_lstm_prev_inputs, n, flat(xs), flat(ys), flat(h0), Zc, T, D, H, B, bool(reverse), n)
     gemm(mat(dG, ld=TB), mat(Zc, ld=HD + 1), mat(gW, ld=HD + 1), 4 * H, HD + 1, TB)  # weights; biases last
