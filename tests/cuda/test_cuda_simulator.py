@@ -1,8 +1,10 @@
 """Runs the CUDA backend's tests in numba's simulator (and, on a machine with a GPU, on the GPU).
 
 The simulator must be switched on (NUMBA_ENABLE_CUDASIM=1) before numba is imported, so the tests in
-`tests/cuda/sim/` run in pytest processes of their own: LeNet-5's training step in one, every other module in
-a second, side by side. Each process records its kernel launches (kernel and argument types); afterwards
+`tests/cuda/sim/` run in pytest processes of their own, side by side: LeNet-5's training step in one, the
+float32 kernel comparisons in a second, the float64 ones and the network tests in a third. From a cold cache
+their time is mostly the CPU kernels' compiles (the reference side); two processes left one core idle for
+half the run, three keep both busy. Each process records its kernel launches (kernel and argument types); afterwards
 every recorded signature is compiled to PTX by numba's real CUDA compiler (needs the CUDA toolkit's
 libNVVM, not a GPU), since the simulator itself checks no types.
 """
@@ -18,8 +20,10 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+_KERNELS, _NETWORKS = "tests/cuda/sim/test_cuda_kernels.py", "tests/cuda/sim/test_cuda_networks.py"
 GROUPS = [["tests/cuda/sim/test_cuda_lenet.py"],
-          ["tests/cuda/sim/test_cuda_kernels.py", "tests/cuda/sim/test_cuda_networks.py"]]
+          [_KERNELS, "-k", "not f64"],
+          [_KERNELS, _NETWORKS, "-k", "f64 or networks"]]
 
 
 def _numba_cuda_importable() -> bool:

@@ -37,6 +37,11 @@ def pytest_configure(config):
         sys.setswitchinterval(1e-5)
         _count_module_swaps()
         _lock_shared_arrays()
+        # the wrapper runs three of these processes at once, all filling the same kernel cache: Numba saves a
+        # function's cache index unlocked, so saves take the precompile workers' lock
+        from netdsl.compiler.precompile import _lock_cache_saves
+
+        _lock_cache_saves()
     # the dropout hash wraps uint64 arithmetic on purpose, and a division by zero gives inf as on a GPU;
     # numpy scalars (the simulator's values) warn about both, in threads that np.errstate does not reach
     for what in ("overflow", "divide by zero", "invalid value"):
