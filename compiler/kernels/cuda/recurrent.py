@@ -21,6 +21,15 @@ from ._common import device, flat, gemm, kernel, launch, mat, sum_lines
 from .util import copy as _copy
 
 
+def _carve(w, o, *sizes):
+    """Consecutive views of the flat workspace ``w`` from offset ``o``, one of each size (host code)."""
+    views = []
+    for n in sizes:
+        views.append(w[o:o + n])
+        o += n
+    return views
+
+
 @device
 def _sigmoid(v):
     if v >= 0:
@@ -170,13 +179,7 @@ def rnn_backward(gys, ghT, xs, h0, wx, wh, ys, reverse, gxs, gh0, gwx, gbx, gwh,
     H = wx.shape[0]
     w = flat(ws)
     o = 0
-    dA = w[o:o + B * T * H]
-    o += B * T * H
-    Hp = w[o:o + B * T * H]
-    o += B * T * H
-    dh = w[o:o + B * H]
-    o += B * H
-    da = w[o:o + B * H]
+    dA, Hp, dh, da = _carve(w, o, B * T * H, B * T * H, B * H, B * H)
     _copy(dh, flat(ghT))
     for s in range(T - 1, -1, -1):
         t = _step(s, T, reverse)
@@ -359,11 +362,7 @@ def lstm_forward(xs, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, reverse, ys, hT, cT
     HD = H + D
     w, W, bias = _lstm_pack_all(ws, [(wf, bf), (wi, bi), (wo, bo), (wg, bg)], H, D)
     o = 4 * H * HD + 4 * H
-    Z = w[o:o + (T + 1) * HD * B]
-    o += (T + 1) * HD * B
-    rec = w[o:o + 4 * H * B]
-    o += 4 * H * B
-    c0T = w[o:o + H * B]
+    Z, rec, c0T = _carve(w, o, (T + 1) * HD * B, 4 * H * B, H * B)
     n = (T * D + H) * B
     launch(_lstm_fill, n, flat(xs), flat(h0), flat(c0), Z, c0T, T, D, H, B, bool(reverse), n)
     G, C = flat(saveG), flat(saveC)
@@ -384,19 +383,9 @@ def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, r
     nb = gbf[:0]
     w, W, _ = _lstm_pack_all(ws, [(x, nb) for x in (wf, wi, wo, wg)], H, D)
     o = 4 * H * HD + 4 * H
-    gW = w[o:o + 4 * H * (HD + 1)]
-    o += 4 * H * (HD + 1)
-    Zc = w[o:o + TB * (HD + 1)]
-    o += TB * (HD + 1)
-    dG = w[o:o + 4 * H * TB]
-    o += 4 * H * TB
-    gx = w[o:o + TB * D]
-    o += TB * D
-    dh = w[o:o + H * B]
-    o += H * B
-    dc = w[o:o + H * B]
-    o += H * B
-    c0T = w[o:o + H * B]
+    gW, Zc, dG, gx, dh, dc, c0T = _carve(
+        w, o, 4 * H * (HD + 1), TB * (HD + 1), 4 * H * TB, TB * D, H * B, H * B, H * B
+    )
     HB = H * B
     launch(_transpose, HB, flat(ghT), dh, B, H, HB)
     launch(_transpose, HB, flat(gcT), dc, B, H, HB)
@@ -473,17 +462,7 @@ def gru_forward(xs, h0, wz, bz, wr, br, wn, bn, reverse, ys, hT, saveG, ws):
     H3 = 3 * H
     w = flat(ws)
     o = 0
-    Wx = w[o:o + H3 * D]
-    o += H3 * D
-    Whzr = w[o:o + 2 * H * H]
-    o += 2 * H * H
-    Whn = w[o:o + H * H]
-    o += H * H
-    rec = w[o:o + 2 * B * H]
-    o += 2 * B * H
-    rh = w[o:o + B * H]
-    o += B * H
-    recn = w[o:o + B * H]
+    Wx, Whzr, Whn, rec, rh, recn = _carve(w, o, H3 * D, 2 * H * H, H * H, 2 * B * H, B * H, B * H)
     _gru_pack(wz, wr, wn, H, D, Wx, Whzr, Whn)
     G2 = saveG.reshape(B * T, H3)
     gemm(mat(xs), mat(Wx, trans=True, ld=D), mat(G2), B * T, H3, D)
@@ -563,39 +542,10 @@ def gru_backward(gys, ghT, xs, h0, wz, wr, wn, ys, saveG, reverse,
     H3 = 3 * H
     w = flat(ws)
     o = 0
-    Wx = w[o:o + H3 * D]
-    o += H3 * D
-    Whzr = w[o:o + 2 * H * H]
-    o += 2 * H * H
-    Whn = w[o:o + H * H]
-    o += H * H
-    gWxzr = w[o:o + 2 * H * D]
-    o += 2 * H * D
-    gWxn = w[o:o + H * D]
-    o += H * D
-    gWhzr = w[o:o + 2 * H * H]
-    o += 2 * H * H
-    gWhn = w[o:o + H * H]
-    o += H * H
-    dZR = w[o:o + 2 * B * T * H]
-    o += 2 * B * T * H
-    dN = w[o:o + B * T * H]
-    o += B * T * H
-    Hp = w[o:o + B * T * H]
-    o += B * T * H
-    RH = w[o:o + B * T * H]
-    o += B * T * H
-    tmp = w[o:o + B * T * D]
-    o += B * T * D
-    dzr = w[o:o + 2 * B * H]
-    o += 2 * B * H
-    dn = w[o:o + B * H]
-    o += B * H
-    drh = w[o:o + B * H]
-    o += B * H
-    dh = w[o:o + B * H]
-    o += B * H
-    dhd = w[o:o + B * H]
+    Wx, Whzr, Whn, gWxzr, gWxn, gWhzr, gWhn, dZR, dN, Hp, RH, tmp, dzr, dn, drh, dh, dhd = _carve(
+        w, o, H3 * D, 2 * H * H, H * H, 2 * H * D, H * D, 2 * H * H, H * H, 2 * B * T * H, B * T * H,
+        B * T * H, B * T * H, B * T * D, 2 * B * H, B * H, B * H, B * H, B * H
+    )
     _gru_pack(wz, wr, wn, H, D, Wx, Whzr, Whn)
     _prev(ys, h0, reverse, Hp)
     _copy(dh, flat(ghT))
