@@ -4,8 +4,8 @@ The simulator must be switched on (NUMBA_ENABLE_CUDASIM=1) before numba is impor
 `tests/cuda/sim/` run in pytest processes of their own, side by side: LeNet-5's training step in one, the
 float32 kernel comparisons in a second, the float64 ones and the network tests in a third. From a cold cache
 their time is mostly the CPU kernels' compiles (the reference side); two processes left one core idle for
-half the run, three keep both busy. Each process records its kernel launches (kernel and argument types); afterwards
-every recorded signature is compiled to PTX by numba's real CUDA compiler (needs the CUDA toolkit's
+half the run, three keep both busy. Each process records its kernel launches (kernel and argument types);
+afterwards every recorded signature is compiled to PTX by numba's real CUDA compiler (needs the CUDA toolkit's
 libNVVM, not a GPU), since the simulator itself checks no types.
 """
 

@@ -178,8 +178,7 @@ def rnn_backward(gys, ghT, xs, h0, wx, wh, ys, reverse, gxs, gh0, gwx, gbx, gwh,
     B, T, D = xs.shape
     H = wx.shape[0]
     w = flat(ws)
-    o = 0
-    dA, Hp, dh, da = _carve(w, o, B * T * H, B * T * H, B * H, B * H)
+    dA, Hp, dh, da = _carve(w, 0, B * T * H, B * T * H, B * H, B * H)
     _copy(dh, flat(ghT))
     for s in range(T - 1, -1, -1):
         t = _step(s, T, reverse)
@@ -361,8 +360,7 @@ def lstm_forward(xs, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, reverse, ys, hT, cT
         _check_gate(wgate, H, D)
     HD = H + D
     w, W, bias = _lstm_pack_all(ws, [(wf, bf), (wi, bi), (wo, bo), (wg, bg)], H, D)
-    o = 4 * H * HD + 4 * H
-    Z, rec, c0T = _carve(w, o, (T + 1) * HD * B, 4 * H * B, H * B)
+    Z, rec, c0T = _carve(w, 4 * H * HD + 4 * H, (T + 1) * HD * B, 4 * H * B, H * B)
     n = (T * D + H) * B
     launch(_lstm_fill, n, flat(xs), flat(h0), flat(c0), Z, c0T, T, D, H, B, bool(reverse), n)
     G, C = flat(saveG), flat(saveC)
@@ -382,9 +380,8 @@ def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, r
     TB = T * B
     nb = gbf[:0]
     w, W, _ = _lstm_pack_all(ws, [(x, nb) for x in (wf, wi, wo, wg)], H, D)
-    o = 4 * H * HD + 4 * H
     gW, Zc, dG, gx, dh, dc, c0T = _carve(
-        w, o, 4 * H * (HD + 1), TB * (HD + 1), 4 * H * TB, TB * D, H * B, H * B, H * B
+        w, 4 * H * HD + 4 * H, 4 * H * (HD + 1), TB * (HD + 1), 4 * H * TB, TB * D, H * B, H * B, H * B
     )
     HB = H * B
     launch(_transpose, HB, flat(ghT), dh, B, H, HB)
@@ -461,8 +458,7 @@ def gru_forward(xs, h0, wz, bz, wr, br, wn, bn, reverse, ys, hT, saveG, ws):
         _check_gate(wgate, H, D)
     H3 = 3 * H
     w = flat(ws)
-    o = 0
-    Wx, Whzr, Whn, rec, rh, recn = _carve(w, o, H3 * D, 2 * H * H, H * H, 2 * B * H, B * H, B * H)
+    Wx, Whzr, Whn, rec, rh, recn = _carve(w, 0, H3 * D, 2 * H * H, H * H, 2 * B * H, B * H, B * H)
     _gru_pack(wz, wr, wn, H, D, Wx, Whzr, Whn)
     G2 = saveG.reshape(B * T, H3)
     gemm(mat(xs), mat(Wx, trans=True, ld=D), mat(G2), B * T, H3, D)
@@ -541,9 +537,8 @@ def gru_backward(gys, ghT, xs, h0, wz, wr, wn, ys, saveG, reverse,
     H = h0.shape[1]
     H3 = 3 * H
     w = flat(ws)
-    o = 0
     Wx, Whzr, Whn, gWxzr, gWxn, gWhzr, gWhn, dZR, dN, Hp, RH, tmp, dzr, dn, drh, dh, dhd = _carve(
-        w, o, H3 * D, 2 * H * H, H * H, 2 * H * D, H * D, 2 * H * H, H * H, 2 * B * T * H, B * T * H,
+        w, 0, H3 * D, 2 * H * H, H * H, 2 * H * D, H * D, 2 * H * H, H * H, 2 * B * T * H, B * T * H,
         B * T * H, B * T * H, B * T * D, 2 * B * H, B * H, B * H, B * H, B * H
     )
     _gru_pack(wz, wr, wn, H, D, Wx, Whzr, Whn)
