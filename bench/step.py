@@ -106,6 +106,7 @@ def _child_env(native_blas: bool) -> dict[str, str]:
         from netdsl.blas_env import wanted_coretype
 
         env.pop("OPENBLAS_CORETYPE", None)
+        env.pop("OPENBLAS_L2_SIZE", None)  # set beside a forced core type here; it sizes the forced kernels' blocks
         try:
             with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
                 core = wanted_coretype(f.read(1 << 16), platform.machine())
