@@ -21,7 +21,8 @@ from typing import Any
 
 # compiled first: the kernels with the most code below them (a worker busy with one of these last would leave
 # the other cores idle at the end)
-_FIRST = ("conv2d_winograd_backward", "conv2d_backward", "conv2d_winograd_forward", "conv2d_forward", "lstm",
+_FIRST = ("conv2d_winograd_backward", "conv2d_backward", "conv2d_few_backward", "conv2d_direct_backward",
+          "conv2d_winograd_forward", "conv2d_forward", "conv2d_few_forward", "conv2d_direct_forward", "lstm",
           "gru", "attention", "dense_backward", "layernorm", "batchnorm", "pool")
 
 

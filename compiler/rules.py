@@ -91,6 +91,23 @@ def _winograd_applies(n: Node, c: int, k: int, kh: int, kw: int, p: int, q: int)
             and c >= 16 and k >= 16 and p >= 4 and q >= 4)
 
 
+_FEW_FILTERS = 32  # conv_few.py's: fewer filters take the transposed-columns path
+_DIRECT_TAPS = 32  # conv_few.py's: at most this many taps (stride 1, no padding) take the direct loops
+
+
+def _conv_kernel(n: Node, c: int, k: int, kh: int, kw: int, p: int, q: int) -> str:
+    """The conv kernel pair a layer lowers to: the Winograd one for 3×3 stride-1 layers, conv_few.py's for
+    layers with few filters (direct loops or transposed columns), else the general im2col one. A network
+    compiles only the paths its layers take (LeNet-5: no im2col and no Winograd, seconds of cold compile)."""
+    if _winograd_applies(n, c, k, kh, kw, p, q):
+        return "conv.conv2d_winograd"
+    a = n.attrs
+    unit = tuple(a["stride"]) == (1, 1) and tuple(a["pad"]) == (0, 0) and tuple(a["dilation"]) == (1, 1)
+    if a["groups"] != 1 or k >= _FEW_FILTERS or (kh == kw == 1 and unit):
+        return "conv.conv2d"
+    return "conv.conv2d_direct" if unit and c * kh * kw <= _DIRECT_TAPS else "conv.conv2d_few"
+
+
 def _conv_ws(n: Node, c: int, k: int, kh: int, kw: int, p: int, q: int, backward: bool) -> int:
     """conv.py's conv2d_(backward_)workspace_size: one scratch area per lane (parallel.lanes()), and room for
     the Winograd path (winograd.py) where the geometry may take it."""
@@ -113,9 +130,7 @@ def conv_fwd(ctx: Any, n: Node, ins: list[Any], out: Any) -> None:
     c, k, kh, kw, p, q = _conv_geometry(ctx, n)
     a = n.attrs
     ws = ctx.ws("cols", _conv_ws(n, c, k, kh, kw, p, q, False))
-    # 3×3 stride-1 layers get the kernel with the Winograd path; the others never compile it
-    wino = "_winograd" if _winograd_applies(n, c, k, kh, kw, p, q) else ""
-    ctx.emit(f"conv.conv2d{wino}_forward", ins[0], ctx.param(n, "weight"), _bias(ctx, n), *a["stride"], *a["pad"],
+    ctx.emit(f"{_conv_kernel(n, c, k, kh, kw, p, q)}_forward", ins[0], ctx.param(n, "weight"), _bias(ctx, n), *a["stride"], *a["pad"],
              *a["dilation"], a["groups"], out, ws)
 
 
@@ -127,8 +142,7 @@ def conv_bwd(ctx: Any, n: Node, ins: list[Any], out: Any, gout: Any, gins: list[
     gw, need_gw = _pg(ctx, n, "weight", 4)
     gb, _ = _pg(ctx, n, "bias", 1)
     ws = ctx.ws("gcols", _conv_ws(n, c, k, kh, kw, p, q, True))
-    wino = "_winograd" if _winograd_applies(n, c, k, kh, kw, p, q) else ""
-    ctx.emit(f"conv.conv2d{wino}_backward", gout, ins[0], ctx.param(n, "weight"), *a["stride"], *a["pad"], *a["dilation"],
+    ctx.emit(f"{_conv_kernel(n, c, k, kh, kw, p, q)}_backward", gout, ins[0], ctx.param(n, "weight"), *a["stride"], *a["pad"], *a["dilation"],
              a["groups"], gx, gw, gb, need_gx, need_gw, ws)
 
 

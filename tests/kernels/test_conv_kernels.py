@@ -54,15 +54,16 @@ class Conv:
     def attrs(self):
         return (*self.s, *self.p, *self.d, self.g)
 
-    def forward(self):
-        conv.conv2d_forward(self.x, self.w, self.b, *self.attrs(), self.out, self.ws)
+    def forward(self, kind=""):
+        getattr(conv, f"conv2d{kind}_forward")(self.x, self.w, self.b, *self.attrs(), self.out, self.ws)
         return self.out
 
-    def backward(self, gout, need_gx=True, need_gw=True):
+    def backward(self, gout, need_gx=True, need_gw=True, kind=""):
         gx = np.empty_like(self.x) if need_gx else np.empty((0, 0, 0, 0), self.x.dtype)
         gw = np.empty_like(self.w) if need_gw else np.empty((0, 0, 0, 0), self.x.dtype)
         gb = np.empty_like(self.b)
-        conv.conv2d_backward(gout, self.x, self.w, *self.attrs(), gx, gw, gb, need_gx, need_gw, self.wsb)
+        getattr(conv, f"conv2d{kind}_backward")(gout, self.x, self.w, *self.attrs(), gx, gw, gb, need_gx, need_gw,
+                                                self.wsb)
         return gx, gw, gb
 
 
@@ -148,3 +149,69 @@ def test_float32_matches_float64():
     c64 = Conv(np.random.default_rng(4), **CASES[3])
     c32 = Conv(np.random.default_rng(4), **CASES[3], dtype=np.float32)
     assert_f32_matches(c64.forward(), c32.forward())
+
+
+# the few-filter kernels lowering picks (conv_few.py), on the cases they take: every geometry with groups 1 for
+# the transposed columns, stride-1 unpadded ones for the direct loops (here with up to 150 taps, LeNet's c3)
+FEW_CASES = [c for c in CASES if c.get("g", 1) == 1 and c["K"] < 32]
+DIRECT_CASES = [c for c in FEW_CASES if c.get("s", (1, 1)) == (1, 1) and c.get("p", (0, 0)) == (0, 0)
+                and c.get("d", (1, 1)) == (1, 1)] + [case(B=3, C=6, H=9, W=10, K=5, kh=5, kw=5)]
+
+
+@pytest.mark.parametrize("kind,case", [("_few", c) for c in FEW_CASES] + [("_direct", c) for c in DIRECT_CASES])
+def test_few_filter_kernels_match_scipy_and_finite_differences(kind, case):
+    rng = np.random.default_rng(5)
+    c = Conv(rng, **case)
+    ref = reference(c.x, c.w, c.b, c.s, c.p, c.d, c.g, c.P, c.Q)
+    np.testing.assert_allclose(c.forward(kind), ref, rtol=1e-12, atol=1e-12)
+    R = rng.standard_normal(c.out.shape)
+    gx, gw, gb = c.backward(R, kind=kind)
+    wrt = {"x": c.x, "w": c.w}
+    grads = {"x": gx, "w": gw}
+    if c.b.size:
+        wrt["b"], grads["b"] = c.b, gb
+    check_gradients(lambda: float(np.sum(c.forward(kind) * R)), wrt, grads)
+    gx2, _, _ = c.backward(R, need_gw=False, kind=kind)
+    _, gw3, _ = c.backward(R, need_gx=False, kind=kind)
+    np.testing.assert_array_equal(gx, gx2)
+    np.testing.assert_array_equal(gw, gw3)
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 3])
+def test_few_filter_kernels_split_samples_over_lanes(lanes):
+    # a workspace of `lanes` lanes (conv.py sizes by lanes): each lane's partial weight gradient is summed
+    rng = np.random.default_rng(6)
+    for kind, geom in (("_direct", {"B": 5, "C": 2, "H": 12, "W": 11, "K": 4, "kh": 5, "kw": 5}),
+                       ("_few", {"B": 5, "C": 3, "H": 10, "W": 9, "K": 6, "kh": 3, "kw": 3, "p": (1, 1)})):
+        c = Conv(rng, **geom)
+        args = (geom["C"], geom["K"], geom["kh"], geom["kw"], c.P, c.Q, 1, 1, 1, *c.p, 1, 1)
+        c.ws = np.full(conv.conv2d_workspace_size(*args, lanes=lanes), np.nan)
+        c.wsb = np.full(conv.conv2d_backward_workspace_size(*args, lanes=lanes), np.nan)
+        ref = reference(c.x, c.w, c.b, c.s, c.p, c.d, c.g, c.P, c.Q)
+        np.testing.assert_allclose(c.forward(kind), ref, rtol=1e-12, atol=1e-12)
+        R = rng.standard_normal(c.out.shape)
+        gx, gw, gb = c.backward(R, kind=kind)
+        gx0, gw0, gb0 = c.backward(R)  # the general kernel (its own lanes) on the same workspace
+        np.testing.assert_allclose(gx, gx0, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(gw, gw0, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(gb, gb0, rtol=1e-12, atol=1e-12)
+
+
+def test_direct_kernel_refuses_a_geometry_it_does_not_compute():
+    c = Conv(np.random.default_rng(7), B=1, C=2, H=6, W=6, K=3, kh=3, kw=3, s=(2, 2))
+    with pytest.raises(ValueError, match="conv2d_direct"):
+        c.forward("_direct")
+
+
+@pytest.mark.parametrize("kind", ["", "_few", "_direct"])
+def test_one_lane_without_a_weight_gradient(kind):
+    # batch 1 runs one lane, which writes the weight gradient straight into gw: a frozen filter passes a
+    # zero-length gw, which must be left alone (the general kernel once reshaped it and failed)
+    rng = np.random.default_rng(8)
+    c = Conv(rng, B=1, C=2, H=7, W=7, K=3, kh=3, kw=3)
+    R = rng.standard_normal(c.out.shape)
+    gx, _, gb = c.backward(R, kind=kind)
+    gx2, gw2, gb2 = c.backward(R, need_gw=False, kind=kind)
+    assert gw2.size == 0
+    np.testing.assert_array_equal(gx, gx2)
+    np.testing.assert_array_equal(gb, gb2)

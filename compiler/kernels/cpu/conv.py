@@ -33,21 +33,29 @@ from netdsl.compiler.parallel import lanes as _default_lanes
 from numba import njit, prange
 
 from . import winograd as wg
-from .conv_few import _col2im_t, _direct_backward, _direct_forward, _im2col_t
 
-# elements of workspace a lane's chunk of samples may fill: several samples' columns go through one GEMM,
-# which keeps BLAS busy on small images (LeNet, the 4×4 stage of a CIFAR ResNet) while staying cache-sized
-_CHUNK = 1 << 20
+# the few-filter layers' own kernels (lowering picks them; conv2d_forward/backward take the same paths)
+from .conv_few import (  # noqa: F401
+    _CHUNK,
+    _DIRECT_TAPS,
+    _FEW_FILTERS,
+    _bias_grad,
+    _direct_backward,
+    _direct_forward,
+    _few_backward_samples,
+    _few_forward_samples,
+    _lanes,
+    _own_gw,
+    _sum_partials,
+    conv2d_direct_backward,
+    conv2d_direct_forward,
+    conv2d_few_backward,
+    conv2d_few_forward,
+)
+
 # a sample whose GEMM has this many multiply-adds goes through BLAS alone (straight into the output); smaller
-# ones (LeNet's 6- and 16-filter layers) are batched into wider GEMMs
+# ones are batched into wider GEMMs
 _DIRECT_MACS = 1 << 22
-# a convolution with fewer filters than this (groups=1) computes the transposed product, columns x filters,
-# in chunks of at most _FEW_CHUNK elements of columns and result, so that they stay in the core's L2 cache
-_FEW_FILTERS = 32
-_FEW_CHUNK = 1 << 17
-# such a convolution with at most this many taps per output (C/groups * kh * kw), stride 1 and no padding, runs
-# directly, with no columns at all
-_DIRECT_TAPS = 32
 
 
 def _fwd_lane(C, K, kh, kw, P, Q, groups):
@@ -230,12 +238,6 @@ def _gather_cols(x, n0, m, c0, Cg, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, cols):
 
 
 @njit(cache=True, error_model="numpy")
-def _lanes(ws_size, lane, B):
-    # how many lanes the workspace holds (at most one per sample)
-    return max(1, min(B, ws_size // lane))
-
-
-@njit(cache=True, error_model="numpy")
 def _forward_samples(x, w2, b, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, lo, hi, out, ws):
     # samples lo .. hi-1 of x -> out, with ws one lane's scratch
     K = w2.shape[0]
@@ -251,29 +253,13 @@ def _forward_samples(x, w2, b, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, lo, h
         _direct_forward(x, w2.reshape(K, Cg, kh, kw), b, lo, hi, out, ws)
         return
     if few:
-        nb = max(1, min(nb, _FEW_CHUNK // ((ck + K) * PQ)))
-    elif groups == 1 and PQ >= 256 and K * ck * PQ >= _DIRECT_MACS:
+        _few_forward_samples(x, w2, b, sh, sw, ph, pw, dh, dw, kh, kw, lo, hi, out, ws)
+        return
+    if groups == 1 and PQ >= 256 and K * ck * PQ >= _DIRECT_MACS:
         nb = 1  # large enough alone: the GEMM writes the output directly
     for n0 in range(lo, hi, nb):
         m = min(nb, hi - n0)
         L = m * PQ
-        if few:
-            # (L, ck) x (ck, K): BLAS runs a GEMM with few columns at twice the rate of its transpose with few
-            # rows (LeNet's 6 and 16 filters); the transposing copy into out adds the bias
-            colsT = ws[0:L * ck].reshape(L, ck)
-            resT = ws[L * ck:L * ck + L * K].reshape(L, K)
-            for j in range(m):
-                _im2col_t(x[n0 + j], kh, kw, sh, sw, ph, pw, dh, dw, P, Q, colsT[j * PQ:(j + 1) * PQ])
-            np.dot(colsT, w2.T, resT)
-            for j in range(m):
-                oj = out[n0 + j].reshape(K, PQ)
-                rj = resT[j * PQ:(j + 1) * PQ]
-                for k in range(K):
-                    bk = b[k] if b.shape[0] > 0 else 0.0
-                    dst = oj[k]
-                    for s in range(PQ):
-                        dst[s] = rj[s, k] + bk
-            continue
         if m == 1 and groups == 1:
             o = out[n0].reshape(K, PQ)
             if identity:
@@ -343,20 +329,6 @@ def conv2d_winograd_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, di
         conv2d_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, out, ws)
 
 
-@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
-def _bias_grad(gout, gb):
-    # gb[k] = sum of gout[:, k]; reassociation lets the sum vectorise (NaN/inf semantics unchanged)
-    B, K, P, Q = gout.shape
-    for k in range(K):
-        acc = 0.0
-        for n in range(B):
-            gk = gout[n, k]
-            for p in range(P):
-                for q in range(Q):
-                    acc += gk[p, q]
-        gb[k] = acc
-
-
 @njit(cache=True, error_model="numpy")
 def _backward_samples(gout, x, w2, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, lo, hi, gx, gwp, need_gx,
                       need_gw, ws):
@@ -373,51 +345,20 @@ def _backward_samples(gout, x, w2, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, l
     nb = max(1, min(hi - lo, (ws.size - Kg * ck) // ((2 * ck + K) * PQ)))
     few = groups == 1 and K < _FEW_FILTERS and not identity
     if few and ck <= _DIRECT_TAPS and sh == 1 and sw == 1 and ph == 0 and pw == 0 and dh == 1 and dw == 1:
-        W = x.shape[3]
+        wide = (P - 1) * x.shape[3] + Q + 2 * (kw - 1)  # the output gradient W wide, with margins
         _direct_backward(gout, x, w2.reshape(K, Cg, kh, kw), lo, hi, gx, gwp, need_gx, need_gw,
-                         ws[:K * ((P - 1) * W + Q)].reshape(K, (P - 1) * W + Q))
+                         ws[:K * wide].reshape(K, wide))
         return
     if few:
-        nb = max(1, min(nb, _FEW_CHUNK // ((2 * ck + K) * PQ)))
-    elif groups == 1 and PQ >= 256 and K * ck * PQ >= _DIRECT_MACS:
+        _few_backward_samples(gout, x, w2, sh, sw, ph, pw, dh, dw, kh, kw, lo, hi, gx, gwp, need_gx, need_gw, ws)
+        return
+    if groups == 1 and PQ >= 256 and K * ck * PQ >= _DIRECT_MACS:
         nb = 1
     if need_gw and hi <= lo:
         gwp[:] = 0.0
     for n0 in range(lo, hi, nb):
         m = min(nb, hi - n0)
         L = m * PQ
-        if few:
-            # as _forward_samples: the output gradient sample-major (L, K), so that both GEMMs have the
-            # long dimension L outside (columns^T x it for the weights, it x weights for the columns' gradient)
-            colsT = ws[0:L * ck].reshape(L, ck)
-            gcolsT = ws[L * ck:2 * L * ck].reshape(L, ck)
-            gTT = ws[2 * L * ck:2 * L * ck + L * K].reshape(L, K)
-            for j in range(m):
-                gj = gout[n0 + j].reshape(K, PQ)
-                gd = gTT[j * PQ:(j + 1) * PQ]
-                for k in range(K):
-                    src = gj[k]
-                    for t in range(PQ):
-                        gd[t, k] = src[t]
-            if need_gw:
-                for j in range(m):
-                    _im2col_t(x[n0 + j], kh, kw, sh, sw, ph, pw, dh, dw, P, Q, colsT[j * PQ:(j + 1) * PQ])
-                tw = ws[ws.size - K * ck:].reshape(ck, K)
-                np.dot(colsT.T, gTT, tw)
-                for k in range(K):
-                    a = gwp[k]
-                    if n0 == lo:
-                        for r in range(ck):
-                            a[r] = tw[r, k]
-                    else:
-                        for r in range(ck):
-                            a[r] += tw[r, k]
-            if need_gx:
-                np.dot(gTT, w2, gcolsT)
-                for j in range(m):
-                    gx[n0 + j][:] = 0.0
-                    _col2im_t(gcolsT[j * PQ:(j + 1) * PQ], kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gx[n0 + j])
-            continue
         cols = ws[0:ck * L].reshape(ck, L)
         gcols = ws[ck * L:2 * ck * L].reshape(ck, L)
         if m == 1:
@@ -477,7 +418,7 @@ def conv2d_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, 
     lane = ws.size // nl
     if nl == 1:  # as conv2d_forward
         _backward_samples(gout, x, w2, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw, np.int64(0),
-                          B, gx, gw.reshape(K, ck), need_gx, need_gw, ws[:lane - K * ck])
+                          B, gx, _own_gw(gw, need_gw, ws, K, ck), need_gx, need_gw, ws[:lane - K * ck])
         return
     for t in prange(nl):
         part = ws[t * lane:(t + 1) * lane]
@@ -485,19 +426,7 @@ def conv2d_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, 
         _backward_samples(gout, x, w2, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, Cg, kh, kw,
                           t * B // nl, (t + 1) * B // nl, gx, gwp, need_gx, need_gw, part[:part.size - K * ck])
     if need_gw:
-        # gw = the lanes' partial sums, in lane order (the same sum whatever the scheduling)
-        gw2 = gw.reshape(K, ck)
-        for t in range(nl):
-            gwp = ws[(t + 1) * lane - K * ck:(t + 1) * lane].reshape(K, ck)
-            for k in range(K):
-                a = gw2[k]
-                p = gwp[k]
-                if t == 0:
-                    for r in range(ck):
-                        a[r] = p[r]
-                else:
-                    for r in range(ck):
-                        a[r] += p[r]
+        _sum_partials(ws, nl, lane, gw.reshape(K, ck))
 
 
 @njit(cache=True, error_model="numpy")

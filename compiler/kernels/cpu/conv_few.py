@@ -1,14 +1,29 @@
 """Convolution paths for layers with few filters (LeNet's): transposed columns and direct loops.
 
-Helpers of conv.py's ``_forward_samples`` / ``_backward_samples`` (same conventions; see conv.py). With fewer
-than 32 filters a GEMM of filters x columns has too few rows for BLAS to run well, so these layers build the
+Helpers of conv.py's ``_forward_samples`` / ``_backward_samples`` (same conventions; see conv.py), and kernels
+of their own that lowering picks for such layers: ``conv2d_few_forward/backward`` (transposed columns) and
+``conv2d_direct_forward/backward`` (direct loops), with conv2d_forward's arguments and workspace. A network
+with only such layers (LeNet-5) then never compiles the general im2col path, and its four kernels compile on
+the cores in parallel rather than two large ones (each level of a Numba call tree is optimised again in
+every caller). With fewer than 32 filters a GEMM of filters x columns has too few rows for BLAS to run well, so these layers build the
 columns transposed (one output position per row, written contiguously), multiply columns x filters, and
 transpose back; a stride-1 unpadded layer with at most 32 taps per output skips the columns altogether
 (``_direct_forward`` / ``_direct_backward``). Measured on the project's 2-core machine, batch 64, LeNet-5:
 the first layer forward 1.0 -> 0.24 ms and backward 1.3 -> 0.42 ms, the second 1.0 -> 0.56 and 2.1 -> 1.3 ms.
 """
 
-from numba import njit
+import numpy as np
+from numba import njit, prange
+
+# elements of workspace a lane's chunk of samples may fill (conv.py's sizes: one sample's columns at least)
+_CHUNK = 1 << 20
+# a convolution with fewer filters than this (groups=1) computes the transposed product, columns x filters,
+# in chunks of at most _FEW_CHUNK elements of columns and result, so that they stay in the core's L2 cache
+_FEW_FILTERS = 32
+_FEW_CHUNK = 1 << 17
+# such a convolution with at most this many taps per output (C/groups * kh * kw), stride 1 and no padding, runs
+# directly, with no columns at all
+_DIRECT_TAPS = 32
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -174,29 +189,32 @@ def _direct_forward(x, w, b, lo, hi, out, owide):
 @njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
 def _direct_backward(gout, x, w, lo, hi, gx, gwp, need_gx, need_gw, gwide):
     # _direct_forward's backward for samples lo .. hi-1: gx[lo:hi] overwritten, their weight gradient into gwp
-    # (K, C*kh*kw), overwritten. gwide (K, (P - 1) * W + Q) holds the output gradient W wide with zeros in the
-    # junk columns: each weight's gradient is one dot product over it (window rows of 5 share the loads), and
-    # the input gradient one pass per tap. Reassociation lets the sums vectorise
+    # (K, C*kh*kw), overwritten. gwide (K, (P - 1) * W + Q + 2 * (kw - 1)) holds the output gradient W wide,
+    # from column kw - 1, with zeros in the junk columns and the margins: each weight's gradient is one dot
+    # product over it (window rows of 5 share the loads), and each input row's gradient one pass per filter
+    # with a window row's taps fused, as the forward's (a pass per tap loaded and stored the row 5x as often).
+    # Reassociation lets the sums vectorise
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     K, _, kh, kw = w.shape
     P, Q = gout.shape[2], gout.shape[3]
     Lw = (P - 1) * W + Q
+    m = kw - 1
     zero = gwide.dtype.type(0.0)
     if need_gw:
         gwp[:] = 0.0
+    gwide[:] = 0.0  # the margins and junk columns stay zero: only the valid columns are written below
     for n in range(lo, hi):
         for k in range(K):
             gk = gwide[k]
-            gk[:] = 0.0
             for p in range(P):
                 src = gout[n, k, p]
-                dst = gk[p * W:p * W + Q]
+                dst = gk[m + p * W:m + p * W + Q]
                 for q in range(Q):
                     dst[q] = src[q]
         if need_gw:
             xf = x[n].reshape(C * H * W)
             for k in range(K):
-                gk = gwide[k]
+                gk = gwide[k, m:m + Lw]
                 ga = gwp[k]
                 for c in range(C):
                     for i in range(kh):
@@ -229,15 +247,251 @@ def _direct_backward(gout, x, w, lo, hi, gx, gwp, need_gx, need_gw, gwide):
                                     a += gk[s] * xj[s]
                                 ga[r + j] += a
         if need_gx:
+            # gx[c, i*W + u] += sum_j w[k, c, i, j] * g_k[u - j]: g_k shifted by the margin, so that u runs over
+            # the whole row with no bounds
             gf = gx[n].reshape(C * H * W)
             gf[:] = 0.0
+            U = Lw + kw - 1
             for c in range(C):
                 for i in range(kh):
                     base = (c * H + i) * W
-                    for j in range(kw):
-                        gs = gf[base + j:base + j + Lw]
-                        for k in range(K):
-                            wj = w[k, c, i, j]
-                            gk = gwide[k]
-                            for s in range(Lw):
-                                gs[s] += wj * gk[s]
+                    gs = gf[base:base + U]
+                    for k in range(K):
+                        gp = gwide[k]
+                        if kw == 5:
+                            w0, w1, w2, w3, w4 = w[k, c, i, 0], w[k, c, i, 1], w[k, c, i, 2], w[k, c, i, 3], w[k, c, i, 4]
+                            for u in range(U):
+                                gs[u] += w0 * gp[u + 4] + w1 * gp[u + 3] + w2 * gp[u + 2] + w3 * gp[u + 1] + w4 * gp[u]
+                        elif kw == 3:
+                            w0, w1, w2 = w[k, c, i, 0], w[k, c, i, 1], w[k, c, i, 2]
+                            for u in range(U):
+                                gs[u] += w0 * gp[u + 2] + w1 * gp[u + 1] + w2 * gp[u]
+                        else:
+                            for j in range(kw):
+                                wj = w[k, c, i, j]
+                                gj = gp[m - j:m - j + U]
+                                for u in range(U):
+                                    gs[u] += wj * gj[u]
+
+
+@njit(cache=True, error_model="numpy")
+def _lanes(ws_size, lane, B):
+    # how many lanes the workspace holds (at most one per sample)
+    return max(1, min(B, ws_size // lane))
+
+
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def _bias_grad(gout, gb):
+    # gb[k] = sum of gout[:, k]; reassociation lets the sum vectorise (NaN/inf semantics unchanged)
+    B, K, P, Q = gout.shape
+    for k in range(K):
+        acc = 0.0
+        for n in range(B):
+            gk = gout[n, k]
+            for p in range(P):
+                for q in range(Q):
+                    acc += gk[p, q]
+        gb[k] = acc
+
+
+@njit(cache=True, error_model="numpy")
+def _sum_partials(ws, nl, lane, gw2):
+    # gw2 (K, ck) = the lanes' partial weight gradients at the end of each lane's part of ws, added in lane
+    # order (the same sum whatever the scheduling)
+    K, ck = gw2.shape
+    for t in range(nl):
+        gwp = ws[(t + 1) * lane - K * ck:(t + 1) * lane].reshape(K, ck)
+        for k in range(K):
+            a = gw2[k]
+            p = gwp[k]
+            if t == 0:
+                for r in range(ck):
+                    a[r] = p[r]
+            else:
+                for r in range(ck):
+                    a[r] += p[r]
+
+
+@njit(cache=True, error_model="numpy")
+def _own_gw(gw, need_gw, ws, K, ck):
+    # where one lane writes the weight gradient straight into gw (K, ck): gw itself, or, when it is not wanted
+    # (and may be a zero-length array), the end of ws, which the lane leaves alone
+    return gw.reshape(K, ck) if need_gw else ws[ws.size - K * ck:].reshape(K, ck)
+
+
+@njit(cache=True, error_model="numpy")
+def _few_forward_samples(x, w2, b, sh, sw, ph, pw, dh, dw, kh, kw, lo, hi, out, ws):
+    # samples lo .. hi-1 of x (B, C, H, W) -> out (B, K, P, Q) for groups 1 and few filters, ws one lane's
+    # scratch: (L, ck) x (ck, K) over chunks of L = m * P * Q output positions. BLAS runs a GEMM with few
+    # columns at twice the rate of its transpose with few rows (LeNet's 6 and 16 filters); the transposing
+    # copy into out adds the bias
+    K = w2.shape[0]
+    ck = w2.shape[1]
+    P = out.shape[2]
+    Q = out.shape[3]
+    PQ = P * Q
+    nb = max(1, min(hi - lo, ws.size // ((ck + K) * PQ), _FEW_CHUNK // ((ck + K) * PQ)))
+    for n0 in range(lo, hi, nb):
+        m = min(nb, hi - n0)
+        L = m * PQ
+        colsT = ws[0:L * ck].reshape(L, ck)
+        resT = ws[L * ck:L * ck + L * K].reshape(L, K)
+        for j in range(m):
+            _im2col_t(x[n0 + j], kh, kw, sh, sw, ph, pw, dh, dw, P, Q, colsT[j * PQ:(j + 1) * PQ])
+        np.dot(colsT, w2.T, resT)
+        for j in range(m):
+            oj = out[n0 + j].reshape(K, PQ)
+            rj = resT[j * PQ:(j + 1) * PQ]
+            for k in range(K):
+                bk = b[k] if b.shape[0] > 0 else 0.0
+                dst = oj[k]
+                for s in range(PQ):
+                    dst[s] = rj[s, k] + bk
+
+
+@njit(cache=True, error_model="numpy")
+def _few_backward_samples(gout, x, w2, sh, sw, ph, pw, dh, dw, kh, kw, lo, hi, gx, gwp, need_gx, need_gw, ws):
+    # samples lo .. hi-1 as _few_forward_samples: gx[lo:hi] overwritten, their weight gradient into gwp (K, ck),
+    # overwritten; ws one lane's scratch less its partial sum. The output gradient goes sample-major (L, K), so
+    # both GEMMs have the long dimension L outside (columns^T x it for the weights, it x weights for the
+    # columns' gradient)
+    K = w2.shape[0]
+    ck = w2.shape[1]
+    P = gout.shape[2]
+    Q = gout.shape[3]
+    PQ = P * Q
+    nb = max(1, min(hi - lo, (ws.size - K * ck) // ((2 * ck + K) * PQ), _FEW_CHUNK // ((2 * ck + K) * PQ)))
+    if need_gw and hi <= lo:
+        gwp[:] = 0.0
+    for n0 in range(lo, hi, nb):
+        m = min(nb, hi - n0)
+        L = m * PQ
+        colsT = ws[0:L * ck].reshape(L, ck)
+        gcolsT = ws[L * ck:2 * L * ck].reshape(L, ck)
+        gTT = ws[2 * L * ck:2 * L * ck + L * K].reshape(L, K)
+        for j in range(m):
+            gj = gout[n0 + j].reshape(K, PQ)
+            gd = gTT[j * PQ:(j + 1) * PQ]
+            for k in range(K):
+                src = gj[k]
+                for t in range(PQ):
+                    gd[t, k] = src[t]
+        if need_gw:
+            for j in range(m):
+                _im2col_t(x[n0 + j], kh, kw, sh, sw, ph, pw, dh, dw, P, Q, colsT[j * PQ:(j + 1) * PQ])
+            tw = ws[ws.size - K * ck:].reshape(ck, K)
+            np.dot(colsT.T, gTT, tw)
+            for k in range(K):
+                a = gwp[k]
+                if n0 == lo:
+                    for r in range(ck):
+                        a[r] = tw[r, k]
+                else:
+                    for r in range(ck):
+                        a[r] += tw[r, k]
+        if need_gx:
+            np.dot(gTT, w2, gcolsT)
+            for j in range(m):
+                gx[n0 + j][:] = 0.0
+                _col2im_t(gcolsT[j * PQ:(j + 1) * PQ], kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gx[n0 + j])
+
+
+@njit(cache=True, error_model="numpy")
+def _check_direct(x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups):
+    Cg = w.shape[1]
+    if (groups != 1 or stride_h != 1 or stride_w != 1 or pad_h != 0 or pad_w != 0 or dil_h != 1 or dil_w != 1
+            or Cg != x.shape[1]):
+        raise ValueError("conv2d_direct: only for stride 1, no padding, no dilation, groups 1")
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def conv2d_direct_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, out, ws):
+    # x (B, C, H, W), w (K, C, kh, kw), b (K,) or (0,) -> out (B, K, P, Q); conv2d_forward's arguments and
+    # workspace, for stride 1, no padding or dilation, groups 1 (raises otherwise): lanes of samples, each
+    # computing its output planes W wide in its part of ws
+    _check_direct(x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups)
+    B = x.shape[0]
+    K, Cg, kh, kw = w.shape
+    nl = _lanes(ws.size, max((Cg * kh * kw + K) * out.shape[2] * out.shape[3], _CHUNK), B)
+    lane = ws.size // nl
+    if nl == 1:  # no parallel region for one lane (a launch costs microseconds, and jitter, at batch 1)
+        _direct_forward(x, w, b, np.int64(0), B, out, ws)
+        return
+    for t in prange(nl):
+        _direct_forward(x, w, b, t * B // nl, (t + 1) * B // nl, out, ws[t * lane:(t + 1) * lane])
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def conv2d_direct_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups,
+                           gx, gw, gb, need_gx, need_gw, ws):
+    # gout (B, K, P, Q), x (B, C, H, W), w (K, C, kh, kw) -> gx like x, gw like w, gb (K,) or (0,), as
+    # conv2d_backward (its workspace: each lane's partial weight gradient at the end of its part)
+    _check_direct(x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups)
+    B = x.shape[0]
+    K, Cg, kh, kw = w.shape
+    ck = Cg * kh * kw
+    P = gout.shape[2]
+    Q = gout.shape[3]
+    wide = (P - 1) * x.shape[3] + Q + 2 * (kw - 1)
+    nl = _lanes(ws.size, max((2 * ck + K) * P * Q, _CHUNK) + 2 * K * ck, B)
+    if gb.shape[0] > 0:
+        _bias_grad(gout, gb)
+    lane = ws.size // nl
+    if nl == 1:
+        _direct_backward(gout, x, w, np.int64(0), B, gx, _own_gw(gw, need_gw, ws, K, ck), need_gx, need_gw,
+                         ws[:K * wide].reshape(K, wide))
+        return
+    for t in prange(nl):
+        part = ws[t * lane:(t + 1) * lane]
+        _direct_backward(gout, x, w, t * B // nl, (t + 1) * B // nl, gx, part[part.size - K * ck:].reshape(K, ck),
+                         need_gx, need_gw, part[:K * wide].reshape(K, wide))
+    if need_gw:
+        _sum_partials(ws, nl, lane, gw.reshape(K, ck))
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def conv2d_few_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, out, ws):
+    # x (B, C, H, W), w (K, C, kh, kw), b (K,) or (0,) -> out (B, K, P, Q); conv2d_forward's arguments and
+    # workspace, for groups 1 (raises otherwise) and few filters: lanes of samples through transposed columns
+    if groups != 1:
+        raise ValueError("conv2d_few: only for groups 1")
+    B = x.shape[0]
+    K, Cg, kh, kw = w.shape
+    nl = _lanes(ws.size, max((Cg * kh * kw + K) * out.shape[2] * out.shape[3], _CHUNK), B)
+    w2 = w.reshape(K, Cg * kh * kw)
+    lane = ws.size // nl
+    if nl == 1:
+        _few_forward_samples(x, w2, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, kh, kw, np.int64(0), B,
+                             out, ws)
+        return
+    for t in prange(nl):
+        _few_forward_samples(x, w2, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, kh, kw, t * B // nl,
+                             (t + 1) * B // nl, out, ws[t * lane:(t + 1) * lane])
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def conv2d_few_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups,
+                        gx, gw, gb, need_gx, need_gw, ws):
+    # gout (B, K, P, Q), x (B, C, H, W), w (K, C, kh, kw) -> gx like x, gw like w, gb (K,) or (0,), as
+    # conv2d_backward, for groups 1 (raises otherwise) and few filters
+    if groups != 1:
+        raise ValueError("conv2d_few: only for groups 1")
+    B = x.shape[0]
+    K, Cg, kh, kw = w.shape
+    ck = Cg * kh * kw
+    nl = _lanes(ws.size, max((2 * ck + K) * gout.shape[2] * gout.shape[3], _CHUNK) + 2 * K * ck, B)
+    if gb.shape[0] > 0:
+        _bias_grad(gout, gb)
+    w2 = w.reshape(K, ck)
+    lane = ws.size // nl
+    if nl == 1:
+        _few_backward_samples(gout, x, w2, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, kh, kw, np.int64(0), B,
+                              gx, _own_gw(gw, need_gw, ws, K, ck), need_gx, need_gw, ws[:lane - K * ck])
+        return
+    for t in prange(nl):
+        part = ws[t * lane:(t + 1) * lane]
+        _few_backward_samples(gout, x, w2, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, kh, kw, t * B // nl,
+                              (t + 1) * B // nl, gx, part[part.size - K * ck:].reshape(K, ck), need_gx, need_gw,
+                              part[:part.size - K * ck])
+    if need_gw:
+        _sum_partials(ws, nl, lane, gw.reshape(K, ck))

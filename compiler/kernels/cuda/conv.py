@@ -228,6 +228,11 @@ def conv2d_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, 
 
 
 # The CPU lowering names its own kernels for 3×3 stride-1 layers (their Winograd path, compiled only where a
-# network has such a layer); on the device they are the same implicit GEMM as every other convolution.
+# network has such a layer) and for layers with few filters (conv_few.py's direct loops and transposed
+# columns); on the device they are the same implicit GEMM as every other convolution.
 conv2d_winograd_forward = conv2d_forward
 conv2d_winograd_backward = conv2d_backward
+conv2d_direct_forward = conv2d_forward
+conv2d_direct_backward = conv2d_backward
+conv2d_few_forward = conv2d_forward
+conv2d_few_backward = conv2d_backward
