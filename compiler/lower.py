@@ -31,7 +31,11 @@ class Lowering:
     bufs: list[Buf] = field(default_factory=list)
     param_writers: dict[str, int] = field(default_factory=dict)  # how many times a gradient is written
     accumulate_params: set[str] = field(default_factory=set)
-    fuse: bool = True  # use fused kernels where a pass recognises the pattern (prelude cells)
+    fuse: bool = True  # use fused kernels where a pass recognises the pattern (prelude cells, conv -> act)
+    # conv -> activation pairs of the network's own graph that lower to one kernel (`fuse_activations`):
+    # conv node id -> the activation's op, and activation node id -> conv node id
+    fused_acts: dict[int, str] = field(default_factory=dict)
+    fused_into: dict[int, int] = field(default_factory=dict)
 
     def new_buf(self, name: str, shape: tuple[int, ...], dtype: str = "f", batched: bool = True, steps: int = 0,
                 kind: str = "act") -> Buf:
@@ -78,6 +82,10 @@ class Ctx:
 
     def emit(self, fn: str, *args: Any, note: str = "", result: Buf | None = None) -> None:
         self.items.append(Call(fn, list(args), self.node, note, result))
+
+    def fused_activation(self, node: Node) -> str:
+        """The activation op a conv node applies itself (lowering fused its single user into it), or ''."""
+        return self.low.fused_acts.get(node.id, "") if self.ir is self.low.ir else ""
 
     def param(self, node: Node, role: str) -> Param:
         return Param(node.params[role])
@@ -208,6 +216,8 @@ def lower(net: Any, train: bool, fetch: list[str] | None = None, backward: bool 
         fetch_vals[name] = Value(by_name[name].id)
     roots = list(ir.outputs.values()) + list(fetch_vals.values()) + ([ir.loss] if with_loss else [])
     needed = reaches(ir, roots)
+    if fuse:
+        fuse_activations(low, ir, roots)
     for n in ir:
         if n.id not in needed:
             continue
@@ -236,7 +246,25 @@ def lower(net: Any, train: bool, fetch: list[str] | None = None, backward: bool 
     return sched
 
 
+def fuse_activations(low: Lowering, ir: IR, roots: list[Value]) -> None:
+    """Record the conv -> relu/tanh/sigmoid pairs whose convolution applies the activation itself
+    (`rules.fusable_activation`), where nothing reads the convolution's own output (an output or a fetch):
+    the activation's output is then the convolution's buffer, and its gradient the convolution's."""
+    kept = {v.node for v in roots}
+    for n in ir:
+        if n.id not in kept and rules.fusable_activation(ir, n):
+            act = ir.users(n.id)[0][0]
+            low.fused_acts[n.id] = ir.node(act).op
+            low.fused_into[act] = n.id
+
+
 def forward_node(ctx: Ctx, n: Node) -> None:
+    if ctx.ir is ctx.low.ir and n.id in ctx.low.fused_into:  # computed by its convolution: share its buffer
+        conv = Value(ctx.low.fused_into[n.id])
+        ctx.out_bufs[Value(n.id)] = ctx.out_bufs[conv]
+        ctx.vals[Value(n.id)] = ctx.vals[conv]
+        ctx.saved[n.id] = {}
+        return
     if n.op == "unroll":
         from .unroll import forward_unroll
 
@@ -286,6 +314,12 @@ def backward_nodes(ctx: Ctx, ir: IR, live: set[int]) -> None:
         if all(g is None for g in gouts):
             continue  # nothing flowed back (e.g. only an unused output reaches the loss)
         ctx.node = n
+        if ctx.ir is ctx.low.ir and n.id in ctx.low.fused_into:
+            # the convolution applies this activation's backward itself: its gradient is this one's
+            conv = Value(ctx.low.fused_into[n.id])
+            ctx.grads[conv] = ctx.grads[Value(n.id)]
+            ctx.grad_written.add(conv)
+            continue
         if n.op == "unroll":
             from .unroll import backward_unroll
 

@@ -92,7 +92,7 @@ def _winograd_applies(n: Node, c: int, k: int, kh: int, kw: int, p: int, q: int)
 
 
 _FEW_FILTERS = 32  # conv_few.py's: fewer filters take the transposed-columns path
-_DIRECT_TAPS = 32  # conv_few.py's: at most this many taps (stride 1, no padding) take the direct loops
+_DIRECT_TAPS = 160  # conv_few.py's: at most this many taps (stride 1, no padding) take the direct loops
 
 
 def _conv_kernel(n: Node, c: int, k: int, kh: int, kw: int, p: int, q: int) -> str:
@@ -125,12 +125,38 @@ def _conv_ws(n: Node, c: int, k: int, kh: int, kw: int, p: int, q: int, backward
     return 36 * k * c + lanes() * max(wino, lane)
 
 
+# activations a direct convolution applies itself (conv_few.py's ACT_* codes): lowering fuses conv -> act where
+# the convolution's output feeds nothing else (`fusable_activation`)
+FUSED_ACTS = {"relu": 1, "tanh": 2, "sigmoid": 3}
+
+
+def fusable_activation(ir: Any, n: Node) -> bool:
+    """Whether a conv node `n` may apply its single user's activation itself: it lowers to the direct kernels
+    (conv_few.py), and that user is a relu, tanh or sigmoid (the caller checks that nothing else needs the
+    convolution's own output: an output, a fetch)."""
+    if n.op != "conv":
+        return False
+    users = ir.users(n.id)
+    if len(users) != 1 or ir.node(users[0][0]).op not in FUSED_ACTS:
+        return False
+    c = ir.type_of(n.inputs[0]).shape[0]
+    k, p, q = n.outputs[0].shape
+    kh, kw = n.attrs["kernel"]
+    return _conv_kernel(n, c, k, kh, kw, p, q) == "conv.conv2d_direct"
+
+
 @forward("conv")
 def conv_fwd(ctx: Any, n: Node, ins: list[Any], out: Any) -> None:
     c, k, kh, kw, p, q = _conv_geometry(ctx, n)
     a = n.attrs
     ws = ctx.ws("cols", _conv_ws(n, c, k, kh, kw, p, q, False))
-    ctx.emit(f"{_conv_kernel(n, c, k, kh, kw, p, q)}_forward", ins[0], ctx.param(n, "weight"), _bias(ctx, n), *a["stride"], *a["pad"],
+    kernel = _conv_kernel(n, c, k, kh, kw, p, q)
+    if kernel == "conv.conv2d_direct":  # with the activation lowering fused into it, if any (else 0)
+        act = FUSED_ACTS.get(ctx.fused_activation(n), 0)
+        ctx.emit("conv.conv2d_direct_forward", ins[0], ctx.param(n, "weight"), _bias(ctx, n), *a["stride"],
+                 *a["pad"], *a["dilation"], a["groups"], act, out, ws)
+        return
+    ctx.emit(f"{kernel}_forward", ins[0], ctx.param(n, "weight"), _bias(ctx, n), *a["stride"], *a["pad"],
              *a["dilation"], a["groups"], out, ws)
 
 
@@ -142,7 +168,13 @@ def conv_bwd(ctx: Any, n: Node, ins: list[Any], out: Any, gout: Any, gins: list[
     gw, need_gw = _pg(ctx, n, "weight", 4)
     gb, _ = _pg(ctx, n, "bias", 1)
     ws = ctx.ws("gcols", _conv_ws(n, c, k, kh, kw, p, q, True))
-    ctx.emit(f"{_conv_kernel(n, c, k, kh, kw, p, q)}_backward", gout, ins[0], ctx.param(n, "weight"), *a["stride"], *a["pad"], *a["dilation"],
+    kernel = _conv_kernel(n, c, k, kh, kw, p, q)
+    if kernel == "conv.conv2d_direct":  # gout is the fused activation's output gradient, out its output
+        act = FUSED_ACTS.get(ctx.fused_activation(n), 0)
+        ctx.emit("conv.conv2d_direct_backward", gout, out if act else gout, ins[0], ctx.param(n, "weight"),
+                 *a["stride"], *a["pad"], *a["dilation"], a["groups"], act, gx, gw, gb, need_gx, need_gw, ws)
+        return
+    ctx.emit(f"{kernel}_backward", gout, ins[0], ctx.param(n, "weight"), *a["stride"], *a["pad"], *a["dilation"],
              a["groups"], gx, gw, gb, need_gx, need_gw, ws)
 
 

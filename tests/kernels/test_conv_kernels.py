@@ -54,14 +54,20 @@ class Conv:
     def attrs(self):
         return (*self.s, *self.p, *self.d, self.g)
 
-    def forward(self, kind=""):
-        getattr(conv, f"conv2d{kind}_forward")(self.x, self.w, self.b, *self.attrs(), self.out, self.ws)
+    def forward(self, kind="", act=0):
+        # the direct kernels take the fused activation's code (conv_direct.py's ACT_*) before out
+        extra = (act,) if kind == "_direct" else ()
+        getattr(conv, f"conv2d{kind}_forward")(self.x, self.w, self.b, *self.attrs(), *extra, self.out, self.ws)
         return self.out
 
-    def backward(self, gout, need_gx=True, need_gw=True, kind=""):
+    def backward(self, gout, need_gx=True, need_gw=True, kind="", act=0, y=None):
         gx = np.empty_like(self.x) if need_gx else np.empty((0, 0, 0, 0), self.x.dtype)
         gw = np.empty_like(self.w) if need_gw else np.empty((0, 0, 0, 0), self.x.dtype)
         gb = np.empty_like(self.b)
+        if kind == "_direct":  # and the activation's output y (any array of gout's shape without one)
+            conv.conv2d_direct_backward(gout, gout if y is None else y, self.x, self.w, *self.attrs(), act, gx, gw,
+                                        gb, need_gx, need_gw, self.wsb)
+            return gx, gw, gb
         getattr(conv, f"conv2d{kind}_backward")(gout, self.x, self.w, *self.attrs(), gx, gw, gb, need_gx, need_gw,
                                                 self.wsb)
         return gx, gw, gb
@@ -215,3 +221,24 @@ def test_one_lane_without_a_weight_gradient(kind):
     assert gw2.size == 0
     np.testing.assert_array_equal(gx, gx2)
     np.testing.assert_array_equal(gb, gb2)
+
+
+ACTS = {1: lambda v: np.where(v <= 0, 0.0, v), 2: np.tanh, 3: lambda v: 1.0 / (1.0 + np.exp(-v))}
+
+
+@pytest.mark.parametrize("act", [1, 2, 3])
+def test_direct_kernels_apply_a_fused_activation(act):
+    # out = act(conv + b), and the backward takes act's output gradient and output: against the definition and
+    # finite differences of sum(R * act(conv)) through x, w and b (two lanes: the bias partial sums too)
+    rng = np.random.default_rng(9)
+    c = Conv(rng, B=3, C=2, H=9, W=8, K=3, kh=5, kw=5)
+    args = (2, 3, 5, 5, c.P, c.Q, 1, 1, 1, 0, 0, 1, 1)
+    c.ws = np.empty(conv.conv2d_workspace_size(*args, lanes=2))
+    c.wsb = np.empty(conv.conv2d_backward_workspace_size(*args, lanes=2))
+    ref = ACTS[act](reference(c.x, c.w, c.b, c.s, c.p, c.d, c.g, c.P, c.Q))
+    np.testing.assert_allclose(c.forward("_direct", act), ref, rtol=1e-12, atol=1e-12)
+    R = rng.standard_normal(c.out.shape)
+    y = c.forward("_direct", act).copy()
+    gx, gw, gb = c.backward(R, kind="_direct", act=act, y=y)
+    check_gradients(lambda: float(np.sum(c.forward("_direct", act) * R)), {"x": c.x, "w": c.w, "b": c.b},
+                    {"x": gx, "w": gw, "b": gb})

@@ -204,10 +204,10 @@ def test_lowering_picks_the_winograd_kernels_only_where_they_apply():
 
     specs = Path(__file__).resolve().parents[2] / "specs"
     lenet = netdsl.compile(netdsl.load(specs / "lenet5.net"), batch=2).code()
-    # and neither the general im2col path: c1 (25 taps) runs direct loops, c3 (6 filters) transposed columns
+    # and no columns at all: c1 (25 taps) and c3 (150 taps, 16 filters) run direct loops
     assert "winograd" not in lenet and "conv2d_forward(" not in lenet and "conv2d_backward(" not in lenet
-    assert lenet.count("conv2d_direct_forward(") == 1 and lenet.count("conv2d_few_forward(") == 1
-    assert lenet.count("conv2d_direct_backward(") == 1 and lenet.count("conv2d_few_backward(") == 1
+    assert "conv2d_few" not in lenet
+    assert lenet.count("conv2d_direct_forward(") == 2 and lenet.count("conv2d_direct_backward(") == 2
     resnet = netdsl.compile(netdsl.load(specs / "resnet20_cifar.net", classes=10), batch=2).code()
     # 18 3×3 layers in 9 blocks, two of them strided; the 3-channel stem (16 filters) takes the few-filter
     # kernel, the strided layers and the two 1×1 projections the general one

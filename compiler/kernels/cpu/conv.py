@@ -35,20 +35,17 @@ from numba import njit, prange
 from . import winograd as wg
 
 # the few-filter layers' own kernels (lowering picks them; conv2d_forward/backward take the same paths)
+from .conv_direct import _direct_backward, _direct_forward, conv2d_direct_backward, conv2d_direct_forward  # noqa: F401
 from .conv_few import (  # noqa: F401
     _CHUNK,
     _DIRECT_TAPS,
     _FEW_FILTERS,
     _bias_grad,
-    _direct_backward,
-    _direct_forward,
     _few_backward_samples,
     _few_forward_samples,
     _lanes,
     _own_gw,
     _sum_partials,
-    conv2d_direct_backward,
-    conv2d_direct_forward,
     conv2d_few_backward,
     conv2d_few_forward,
 )
@@ -250,7 +247,7 @@ def _forward_samples(x, w2, b, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, lo, h
     nb = max(1, min(hi - lo, ws.size // ((ck + Kg) * PQ)))
     few = groups == 1 and K < _FEW_FILTERS and not identity
     if few and ck <= _DIRECT_TAPS and sh == 1 and sw == 1 and ph == 0 and pw == 0 and dh == 1 and dw == 1:
-        _direct_forward(x, w2.reshape(K, Cg, kh, kw), b, lo, hi, out, ws)
+        _direct_forward(x, w2.reshape(K, Cg, kh, kw), b, np.int64(0), lo, hi, out, ws)
         return
     if few:
         _few_forward_samples(x, w2, b, sh, sw, ph, pw, dh, dw, kh, kw, lo, hi, out, ws)
@@ -346,8 +343,9 @@ def _backward_samples(gout, x, w2, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, l
     few = groups == 1 and K < _FEW_FILTERS and not identity
     if few and ck <= _DIRECT_TAPS and sh == 1 and sw == 1 and ph == 0 and pw == 0 and dh == 1 and dw == 1:
         wide = (P - 1) * x.shape[3] + Q + 2 * (kw - 1)  # the output gradient W wide, with margins
-        _direct_backward(gout, x, w2.reshape(K, Cg, kh, kw), lo, hi, gx, gwp, need_gx, need_gw,
-                         ws[:K * wide].reshape(K, wide))
+        # the bias gradient is conv2d_backward's own pass (the lane's sums go to scratch after its columns)
+        _direct_backward(gout, gout, np.int64(0), x, w2.reshape(K, Cg, kh, kw), lo, hi, gx, gwp,
+                         ws[K * wide:K * wide + K], need_gx, need_gw, ws[:K * wide].reshape(K, wide))
         return
     if few:
         _few_backward_samples(gout, x, w2, sh, sw, ph, pw, dh, dw, kh, kw, lo, hi, gx, gwp, need_gx, need_gw, ws)

@@ -1,15 +1,14 @@
-"""Convolution paths for layers with few filters (LeNet's): transposed columns and direct loops.
+"""Convolution with few filters (LeNet's, a CIFAR ResNet's stem): transposed columns.
 
+With fewer than 32 filters a GEMM of filters x columns has too few rows for BLAS to run well, so these layers
+build the columns transposed (one output position per row, written contiguously), multiply columns x filters,
+and transpose back (LeNet-5's second layer at batch 64: forward 1.0 -> 0.56 ms, backward 2.1 -> 1.3 ms).
 Helpers of conv.py's ``_forward_samples`` / ``_backward_samples`` (same conventions; see conv.py), and kernels
-of their own that lowering picks for such layers: ``conv2d_few_forward/backward`` (transposed columns) and
-``conv2d_direct_forward/backward`` (direct loops), with conv2d_forward's arguments and workspace. A network
-with only such layers (LeNet-5) then never compiles the general im2col path, and its four kernels compile on
-the cores in parallel rather than two large ones (each level of a Numba call tree is optimised again in
-every caller). With fewer than 32 filters a GEMM of filters x columns has too few rows for BLAS to run well, so these layers build the
-columns transposed (one output position per row, written contiguously), multiply columns x filters, and
-transpose back; a stride-1 unpadded layer with at most 32 taps per output skips the columns altogether
-(``_direct_forward`` / ``_direct_backward``). Measured on the project's 2-core machine, batch 64, LeNet-5:
-the first layer forward 1.0 -> 0.24 ms and backward 1.3 -> 0.42 ms, the second 1.0 -> 0.56 and 2.1 -> 1.3 ms.
+of their own that lowering picks for such layers, ``conv2d_few_forward/backward``, with conv2d_forward's
+arguments and workspace; conv_direct.py has the stride-1 unpadded layers with few taps. A network then
+compiles only the paths its layers take (LeNet-5 neither im2col nor these columns), and its kernels compile on
+the cores in parallel rather than two large ones (each level of a Numba call tree is optimised again in every
+caller, and a parallel kernel's body four times: its gufunc, two wrappers and the kernel).
 """
 
 import numpy as np
@@ -22,8 +21,9 @@ _CHUNK = 1 << 20
 _FEW_FILTERS = 32
 _FEW_CHUNK = 1 << 17
 # such a convolution with at most this many taps per output (C/groups * kh * kw), stride 1 and no padding, runs
-# directly, with no columns at all
-_DIRECT_TAPS = 32
+# directly, with no columns at all: LeNet's c3 (150 taps, 16 filters, batch 64 on 2 cores) forward 0.33 against
+# 0.47 ms through the columns, backward 0.96 against 0.89; LeNet then compiles no columns path at all
+_DIRECT_TAPS = 160
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -141,137 +141,6 @@ def _col2im_t(gcolsT, kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gxb):
                             if 0 <= v < W:
                                 gxb[c, h, v] += row[r + j]
                     r += kw
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _direct_forward(x, w, b, lo, hi, out, owide):
-    # samples lo .. hi-1 of a stride-1 unpadded convolution with few taps (LeNet's first layer):
-    # x (B, C, H, W), w (K, C, kh, kw) -> out (B, K, P, Q), owide scratch of (P - 1) * W + Q.
-    # The output plane is computed W wide (its last kw - 1 columns are junk) so that every tap is one pass of
-    # one contiguous loop over the input; a window row of 5 or 3 taps is fused into one pass. For 25 taps and
-    # 6 filters 3x faster than columns x filters through BLAS, whose GEMM with an inner dimension of 25 is slow
-    C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    K, _, kh, kw = w.shape
-    P, Q = out.shape[2], out.shape[3]
-    Lw = (P - 1) * W + Q
-    o = owide[:Lw]
-    for n in range(lo, hi):
-        xf = x[n].reshape(C * H * W)
-        for k in range(K):
-            o[:] = 0.0
-            for c in range(C):
-                for i in range(kh):
-                    base = (c * H + i) * W
-                    xs = xf[base:base + Lw + kw - 1]
-                    if kw == 5:
-                        w0, w1, w2, w3, w4 = w[k, c, i, 0], w[k, c, i, 1], w[k, c, i, 2], w[k, c, i, 3], w[k, c, i, 4]
-                        for s in range(Lw):
-                            o[s] += w0 * xs[s] + w1 * xs[s + 1] + w2 * xs[s + 2] + w3 * xs[s + 3] + w4 * xs[s + 4]
-                    elif kw == 3:
-                        w0, w1, w2 = w[k, c, i, 0], w[k, c, i, 1], w[k, c, i, 2]
-                        for s in range(Lw):
-                            o[s] += w0 * xs[s] + w1 * xs[s + 1] + w2 * xs[s + 2]
-                    else:
-                        for j in range(kw):
-                            wj = w[k, c, i, j]
-                            xj = xs[j:j + Lw]
-                            for s in range(Lw):
-                                o[s] += wj * xj[s]
-            bk = b[k] if b.shape[0] > 0 else 0.0
-            ok = out[n, k]
-            for p in range(P):
-                orow = ok[p]
-                src = o[p * W:p * W + Q]
-                for q in range(Q):
-                    orow[q] = src[q] + bk
-
-
-@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
-def _direct_backward(gout, x, w, lo, hi, gx, gwp, need_gx, need_gw, gwide):
-    # _direct_forward's backward for samples lo .. hi-1: gx[lo:hi] overwritten, their weight gradient into gwp
-    # (K, C*kh*kw), overwritten. gwide (K, (P - 1) * W + Q + 2 * (kw - 1)) holds the output gradient W wide,
-    # from column kw - 1, with zeros in the junk columns and the margins: each weight's gradient is one dot
-    # product over it (window rows of 5 share the loads), and each input row's gradient one pass per filter
-    # with a window row's taps fused, as the forward's (a pass per tap loaded and stored the row 5x as often).
-    # Reassociation lets the sums vectorise
-    C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    K, _, kh, kw = w.shape
-    P, Q = gout.shape[2], gout.shape[3]
-    Lw = (P - 1) * W + Q
-    m = kw - 1
-    zero = gwide.dtype.type(0.0)
-    if need_gw:
-        gwp[:] = 0.0
-    gwide[:] = 0.0  # the margins and junk columns stay zero: only the valid columns are written below
-    for n in range(lo, hi):
-        for k in range(K):
-            gk = gwide[k]
-            for p in range(P):
-                src = gout[n, k, p]
-                dst = gk[m + p * W:m + p * W + Q]
-                for q in range(Q):
-                    dst[q] = src[q]
-        if need_gw:
-            xf = x[n].reshape(C * H * W)
-            for k in range(K):
-                gk = gwide[k, m:m + Lw]
-                ga = gwp[k]
-                for c in range(C):
-                    for i in range(kh):
-                        base = (c * H + i) * W
-                        xs = xf[base:base + Lw + kw - 1]
-                        r = (c * kh + i) * kw
-                        if kw == 5:
-                            a0 = zero
-                            a1 = zero
-                            a2 = zero
-                            a3 = zero
-                            a4 = zero
-                            for s in range(Lw):
-                                g = gk[s]
-                                a0 += g * xs[s]
-                                a1 += g * xs[s + 1]
-                                a2 += g * xs[s + 2]
-                                a3 += g * xs[s + 3]
-                                a4 += g * xs[s + 4]
-                            ga[r] += a0
-                            ga[r + 1] += a1
-                            ga[r + 2] += a2
-                            ga[r + 3] += a3
-                            ga[r + 4] += a4
-                        else:
-                            for j in range(kw):
-                                xj = xs[j:j + Lw]
-                                a = zero
-                                for s in range(Lw):
-                                    a += gk[s] * xj[s]
-                                ga[r + j] += a
-        if need_gx:
-            # gx[c, i*W + u] += sum_j w[k, c, i, j] * g_k[u - j]: g_k shifted by the margin, so that u runs over
-            # the whole row with no bounds
-            gf = gx[n].reshape(C * H * W)
-            gf[:] = 0.0
-            U = Lw + kw - 1
-            for c in range(C):
-                for i in range(kh):
-                    base = (c * H + i) * W
-                    gs = gf[base:base + U]
-                    for k in range(K):
-                        gp = gwide[k]
-                        if kw == 5:
-                            w0, w1, w2, w3, w4 = w[k, c, i, 0], w[k, c, i, 1], w[k, c, i, 2], w[k, c, i, 3], w[k, c, i, 4]
-                            for u in range(U):
-                                gs[u] += w0 * gp[u + 4] + w1 * gp[u + 3] + w2 * gp[u + 2] + w3 * gp[u + 1] + w4 * gp[u]
-                        elif kw == 3:
-                            w0, w1, w2 = w[k, c, i, 0], w[k, c, i, 1], w[k, c, i, 2]
-                            for u in range(U):
-                                gs[u] += w0 * gp[u + 2] + w1 * gp[u + 1] + w2 * gp[u]
-                        else:
-                            for j in range(kw):
-                                wj = w[k, c, i, j]
-                                gj = gp[m - j:m - j + U]
-                                for u in range(U):
-                                    gs[u] += wj * gj[u]
 
 
 @njit(cache=True, error_model="numpy")
@@ -394,59 +263,6 @@ def _few_backward_samples(gout, x, w2, sh, sw, ph, pw, dh, dw, kh, kw, lo, hi, g
             for j in range(m):
                 gx[n0 + j][:] = 0.0
                 _col2im_t(gcolsT[j * PQ:(j + 1) * PQ], kh, kw, sh, sw, ph, pw, dh, dw, P, Q, gx[n0 + j])
-
-
-@njit(cache=True, error_model="numpy")
-def _check_direct(x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups):
-    Cg = w.shape[1]
-    if (groups != 1 or stride_h != 1 or stride_w != 1 or pad_h != 0 or pad_w != 0 or dil_h != 1 or dil_w != 1
-            or Cg != x.shape[1]):
-        raise ValueError("conv2d_direct: only for stride 1, no padding, no dilation, groups 1")
-
-
-@njit(cache=True, error_model="numpy", parallel=True)
-def conv2d_direct_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, out, ws):
-    # x (B, C, H, W), w (K, C, kh, kw), b (K,) or (0,) -> out (B, K, P, Q); conv2d_forward's arguments and
-    # workspace, for stride 1, no padding or dilation, groups 1 (raises otherwise): lanes of samples, each
-    # computing its output planes W wide in its part of ws
-    _check_direct(x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups)
-    B = x.shape[0]
-    K, Cg, kh, kw = w.shape
-    nl = _lanes(ws.size, max((Cg * kh * kw + K) * out.shape[2] * out.shape[3], _CHUNK), B)
-    lane = ws.size // nl
-    if nl == 1:  # no parallel region for one lane (a launch costs microseconds, and jitter, at batch 1)
-        _direct_forward(x, w, b, np.int64(0), B, out, ws)
-        return
-    for t in prange(nl):
-        _direct_forward(x, w, b, t * B // nl, (t + 1) * B // nl, out, ws[t * lane:(t + 1) * lane])
-
-
-@njit(cache=True, error_model="numpy", parallel=True)
-def conv2d_direct_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups,
-                           gx, gw, gb, need_gx, need_gw, ws):
-    # gout (B, K, P, Q), x (B, C, H, W), w (K, C, kh, kw) -> gx like x, gw like w, gb (K,) or (0,), as
-    # conv2d_backward (its workspace: each lane's partial weight gradient at the end of its part)
-    _check_direct(x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups)
-    B = x.shape[0]
-    K, Cg, kh, kw = w.shape
-    ck = Cg * kh * kw
-    P = gout.shape[2]
-    Q = gout.shape[3]
-    wide = (P - 1) * x.shape[3] + Q + 2 * (kw - 1)
-    nl = _lanes(ws.size, max((2 * ck + K) * P * Q, _CHUNK) + 2 * K * ck, B)
-    if gb.shape[0] > 0:
-        _bias_grad(gout, gb)
-    lane = ws.size // nl
-    if nl == 1:
-        _direct_backward(gout, x, w, np.int64(0), B, gx, _own_gw(gw, need_gw, ws, K, ck), need_gx, need_gw,
-                         ws[:K * wide].reshape(K, wide))
-        return
-    for t in prange(nl):
-        part = ws[t * lane:(t + 1) * lane]
-        _direct_backward(gout, x, w, t * B // nl, (t + 1) * B // nl, gx, part[part.size - K * ck:].reshape(K, ck),
-                         need_gx, need_gw, part[:K * wide].reshape(K, wide))
-    if need_gw:
-        _sum_partials(ws, nl, lane, gw.reshape(K, ck))
 
 
 @njit(cache=True, error_model="numpy", parallel=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from numba import cuda
 
-from ._common import _RECORD, SIM, TILE, TK, Mat, _record, flat, gemm, kernel, launch, sum_lines
+from ._common import _RECORD, SIM, TILE, TK, Mat, _record, flat, gemm, kernel, launch, scratch, sum_lines
 from .util import zero
 
 
@@ -228,11 +228,39 @@ def conv2d_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, 
 
 
 # The CPU lowering names its own kernels for 3×3 stride-1 layers (their Winograd path, compiled only where a
-# network has such a layer) and for layers with few filters (conv_few.py's direct loops and transposed
+# network has such a layer) and for layers with few filters (conv_direct.py's loops and conv_few.py's transposed
 # columns); on the device they are the same implicit GEMM as every other convolution.
 conv2d_winograd_forward = conv2d_forward
 conv2d_winograd_backward = conv2d_backward
-conv2d_direct_forward = conv2d_forward
-conv2d_direct_backward = conv2d_backward
 conv2d_few_forward = conv2d_forward
 conv2d_few_backward = conv2d_backward
+
+
+# the CPU's direct kernels apply a fused activation (conv_direct.py's ACT_* codes: 1 relu, 2 tanh, 3 sigmoid)
+def _act_kernels(act):
+    from . import activation
+
+    return {1: (activation.relu_forward, activation.relu_backward),
+            2: (activation.tanh_forward, activation.tanh_backward),
+            3: (activation.sigmoid_forward, activation.sigmoid_backward)}.get(act)
+
+
+def conv2d_direct_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, act, out, ws):
+    # out = act(conv2d_forward(...)): the activation in place (the pointwise kernels allow out aliasing x)
+    conv2d_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, out, ws)
+    pair = _act_kernels(act)
+    if pair is not None:
+        pair[0](out, out)
+
+
+def conv2d_direct_backward(gout, y, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, act,
+                           gx, gw, gb, need_gx, need_gw, ws):
+    # gout is the gradient of y = act(conv): the convolution's own goes to a reused scratch buffer, then
+    # conv2d_backward
+    pair = _act_kernels(act)
+    if pair is not None:
+        g = scratch("conv_direct_gout", gout.size, gout.dtype).reshape(gout.shape)
+        pair[1](gout, y, g)
+        gout = g
+    conv2d_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, gx, gw, gb, need_gx,
+                    need_gw, ws)

@@ -411,6 +411,47 @@ def _(rng, dt):
             R(rng, dt, *ws), R(rng, dt, 4), True, True, Ws(np.zeros(4096, dt))]
 
 
+# the kernels lowering picks for layers with few filters: on the device the same implicit GEMM; on the CPU
+# transposed columns (padded here) and direct loops, the latter with each activation it may have fused
+@case("conv", "conv2d_few_forward")
+def _(rng, dt):
+    xs, ws = (2, 3, 6, 5), (4, 3, 3, 3)
+    geo = (1, 1, 1, 1, 1, 1)
+    return [R(rng, dt, *xs), R(rng, dt, *ws), R(rng, dt, 4), *geo, 1, R(rng, dt, *_conv_out(xs, ws, *geo)),
+            Ws(np.zeros(4096, dt))]
+
+
+@case("conv", "conv2d_few_backward")
+def _(rng, dt):
+    xs, ws = (2, 3, 6, 5), (4, 3, 3, 3)
+    geo = (1, 1, 1, 1, 1, 1)
+    return [R(rng, dt, *_conv_out(xs, ws, *geo)), R(rng, dt, *xs), R(rng, dt, *ws), *geo, 1, R(rng, dt, *xs),
+            R(rng, dt, *ws), R(rng, dt, 4), True, True, Ws(np.zeros(4096, dt))]
+
+
+for _act, _name in enumerate(("none", "relu", "tanh", "sigmoid")):
+    def _f(rng, dt, act=_act):
+        xs, ws = (2, 2, 7, 6), (3, 2, 5, 5)
+        geo = (1, 1, 0, 0, 1, 1)
+        return [R(rng, dt, *xs), R(rng, dt, *ws), R(rng, dt, 3), *geo, 1, act,
+                R(rng, dt, *_conv_out(xs, ws, *geo)), Ws(np.zeros(4096, dt))]
+
+    case("conv", "conv2d_direct_forward", _name)(_f)
+
+    def _b(rng, dt, act=_act):
+        xs, ws = (2, 2, 7, 6), (3, 2, 5, 5)
+        geo = (1, 1, 0, 0, 1, 1)
+        out = _conv_out(xs, ws, *geo)
+        gout = R(rng, dt, *out)
+        y = R(rng, dt, *out, lo=-0.9, hi=0.9) if act == 2 else R(rng, dt, *out, lo=0.05, hi=0.95)
+        if act == 1:
+            y = R(rng, dt, *out) * (R(rng, dt, *out) > 0)  # a relu's output: zeros where the input was <= 0
+        return [gout, y if act else gout, R(rng, dt, *xs), R(rng, dt, *ws), *geo, 1, act, R(rng, dt, *xs),
+                R(rng, dt, *ws), R(rng, dt, 3), True, True, Ws(np.zeros(4096, dt))]
+
+    case("conv", "conv2d_direct_backward", _name)(_b)
+
+
 # loss
 @case("loss", "cross_entropy_forward")
 def _(rng, dt):
