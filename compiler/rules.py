@@ -154,7 +154,8 @@ def conv_fwd(ctx: Any, n: Node, ins: list[Any], out: Any) -> None:
     if kernel == "conv.conv2d_direct":  # with the activation lowering fused into it, if any (else 0)
         act = FUSED_ACTS.get(ctx.fused_activation(n), 0)
         ctx.emit("conv.conv2d_direct_forward", ins[0], ctx.param(n, "weight"), _bias(ctx, n), *a["stride"],
-                 *a["pad"], *a["dilation"], a["groups"], act, out, ws)
+                 *a["pad"], *a["dilation"], a["groups"], act, out, ws,
+                 note=f"+{ctx.fused_activation(n)}" if act else "")
         return
     ctx.emit(f"{kernel}_forward", ins[0], ctx.param(n, "weight"), _bias(ctx, n), *a["stride"], *a["pad"],
              *a["dilation"], a["groups"], out, ws)
@@ -172,7 +173,8 @@ def conv_bwd(ctx: Any, n: Node, ins: list[Any], out: Any, gout: Any, gins: list[
     if kernel == "conv.conv2d_direct":  # gout is the fused activation's output gradient, out its output
         act = FUSED_ACTS.get(ctx.fused_activation(n), 0)
         ctx.emit("conv.conv2d_direct_backward", gout, out if act else gout, ins[0], ctx.param(n, "weight"),
-                 *a["stride"], *a["pad"], *a["dilation"], a["groups"], act, gx, gw, gb, need_gx, need_gw, ws)
+                 *a["stride"], *a["pad"], *a["dilation"], a["groups"], act, gx, gw, gb, need_gx, need_gw, ws,
+                 note=f"+{ctx.fused_activation(n)}" if act else "")
         return
     ctx.emit(f"{kernel}_backward", gout, ins[0], ctx.param(n, "weight"), *a["stride"], *a["pad"], *a["dilation"],
              a["groups"], gx, gw, gb, need_gx, need_gw, ws)

@@ -173,6 +173,7 @@ def test_generated_code_is_a_real_file_tagged_with_spec_lines(tmp_path, monkeypa
     code = prog.code(train=True)
     assert "def forward(" in code and "def backward(" in code
     line = LENET.splitlines().index(next(s for s in LENET.splitlines() if "c3:" in s)) + 1
-    assert f"# lenet.net:{line} c3: conv(16, kernel=5)" in code  # every call names its spec line and layer
+    # every call names its spec line and layer (c3 with the tanh it applies itself)
+    assert f"# lenet.net:{line} c3 [+tanh]: conv(16, kernel=5)" in code
     files = list((tmp_path / "steps").glob("netdsl_step_*.py"))
     assert files and any(f.read_text() == code for f in files)

@@ -130,11 +130,12 @@ def test_grad_graph_reverses_edges_and_flags_missing_rules(monkeypatch: pytest.M
 def test_fused_lists_kernels_per_node() -> None:
     net = netdsl.load("tests/inspect/lenet5.net")
     view = graph.build(net, fused=True)
-    assert view.kernels["c1"] == ["▸ conv.conv2d_forward", "◂ conv.conv2d_backward"]
+    # c1 runs the direct kernels with the tanh after it fused in (which then has no kernel of its own)
+    assert view.kernels["c1"] == ["▸ conv.conv2d_direct_forward [+tanh]", "◂ conv.conv2d_direct_backward [+tanh]"]
     assert view.kernels["cross_entropy_1"][0] == "▸ loss.cross_entropy_forward"
     with_grad = graph.build(net, grad=True, fused=True)
-    assert with_grad.kernels["c1"] == ["▸ conv.conv2d_forward"]
-    assert with_grad.kernels["c1/grad"] == ["◂ conv.conv2d_backward"]
+    assert with_grad.kernels["c1"] == ["▸ conv.conv2d_direct_forward [+tanh]"]
+    assert with_grad.kernels["c1/grad"] == ["◂ conv.conv2d_direct_backward [+tanh]"]
     seq = graph.build(netdsl.load("tests/inspect/seq.net"), fused=True)
     assert any("lstm" in k.lower() or "recurrent" in k for k in seq.kernels["enc"])  # the fused sequence kernel
 
@@ -190,7 +191,7 @@ def test_program_html() -> None:
     prog = netdsl.compile(net, batch=2)
     page = prog._repr_html_()
     assert "<table" in page and "<td>c1</td>" in page
-    assert "conv.conv2d_forward" in page or "conv2d_forward" in page
+    assert "conv.conv2d_direct_forward" in page  # LeNet's convolutions run the direct kernels
     assert "tests/inspect/lenet5.net:6" in page  # the step code's provenance comments
 
 

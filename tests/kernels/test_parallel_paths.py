@@ -144,8 +144,14 @@ def test_lstm_step_lanes_match_one_lane():
         lstm._lstm_fwd_steps(nl, W, bias, Z, G, C, c0T, np.empty((4 * H, B)))
         WhT, Wx = np.empty((H, 4 * H)), np.empty((4 * H, D))
         lstm._pack_bwd(w[0], w[1], w[2], w[3], H, nl, WhT, Wx, np.empty((4 * H, HD + 1)))
-        dG, dh, dc = np.empty((4 * H, T * B)), np.full((H, B), 0.2), np.full((H, B), -0.1)
-        lstm._lstm_bwd_steps(nl, True, WhT, G, C, c0T, gyT, dG, np.empty((2, 4 * H, B)), dh, dc)
+        dGs, dh, dc = np.empty((T, 4 * H, B)), np.full((H, B), 0.2), np.full((H, B), -0.1)
+        lstm._lstm_bwd_steps(nl, True, WhT, G, C, c0T, gyT, dGs, dh, dc)
+        # the gate gradients' rows are in lane order (row 4*j0 + k*n + jj is gate k of unit j0 + jj): by gate
+        dG = np.empty_like(dGs)
+        for lane in range(nl):
+            j0, j1 = lane * H // nl, (lane + 1) * H // nl
+            for k in range(4):
+                dG[:, k * H + j0:k * H + j1] = dGs[:, 4 * j0 + k * (j1 - j0):4 * j0 + (k + 1) * (j1 - j0)]
         results.append((Z, G, C, dG, dh, dc))
     for a, b in zip(*results, strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-15)
