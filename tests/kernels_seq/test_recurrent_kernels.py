@@ -311,3 +311,16 @@ def test_matches_pytorch(kind):
         st = st if isinstance(st, tuple) else (st,)
         for a, b in zip(fin, st):
             np.testing.assert_allclose(a, b[0].numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["RNN", "LSTM", "GRU"])
+def test_lowering_sizes_the_fused_workspaces_as_the_kernels_ask(cell):
+    # compiler/fused_rnn.py restates the kernels' workspace helpers without importing Numba: per example and
+    # constant parts, for any batch (a mismatch only shows at large batches, where the constant's slack is gone)
+    from netdsl.compiler.fused_rnn import _workspace
+
+    for B, T, D, H in ((1, 3, 2, 4), (32, 64, 64, 256), (7, 5, 3, 9)):
+        for backward in (False, True):
+            per, const = _workspace(cell, B, T, D, H, backward)
+            helper = getattr(rec, f"{cell.lower()}_{'backward' if backward else 'forward'}_workspace_size")
+            assert B * per + const == helper(B, T, D, H), (cell, B, T, D, H, backward)
