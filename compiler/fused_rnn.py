@@ -33,7 +33,7 @@ def _workspace(cell: str, b: int, t: int, d: int, h: int, backward: bool) -> tup
         hd = h + d
         if backward:
             return (t * (hd + 1) + 8 * h * t + t * h + t * d + 3 * h, 4 * h * h + 4 * h * d + 4 * h * (hd + 1))
-        return ((t + 1) * hd + 5 * h, 4 * h * hd + 4 * h)
+        return ((t + 1) * (hd + 1) + 5 * h, 4 * h * (hd + 1))
     w = 3 * h * d + 3 * h * h
     return (5 * t * h + t * d + 6 * h, 2 * w) if backward else (4 * h, w)
 

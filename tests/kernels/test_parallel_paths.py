@@ -133,15 +133,16 @@ def test_lstm_step_lanes_match_one_lane():
     HD = H + D
     w = [rng.standard_normal((H, HD)) * 0.5 for _ in range(4)]
     bias_in = [rng.standard_normal(H) for _ in range(4)]
-    Z0 = rng.standard_normal((T + 1, HD, B))
+    Z0 = rng.standard_normal((T + 1, HD + 1, B))
+    Z0[:, HD] = 1.0  # the row of ones the packed biases multiply
     c0T = rng.standard_normal((H, B))
     gyT = rng.standard_normal((T, H, B))
     results = []
     for nl in (1, 3):
-        W, bias = np.empty((4 * H, HD)), np.empty(4 * H)
-        lstm._pack_lanes(w[0], bias_in[0], w[1], bias_in[1], w[2], bias_in[2], w[3], bias_in[3], H, nl, W, bias)
+        W = np.empty((4 * H, HD + 1))
+        lstm._pack_lanes(w[0], bias_in[0], w[1], bias_in[1], w[2], bias_in[2], w[3], bias_in[3], H, nl, W)
         Z, G, C = Z0.copy(), np.empty((T, 4 * H, B)), np.empty((T, H, B))
-        lstm._lstm_fwd_steps(nl, W, bias, Z, G, C, c0T, np.empty((4 * H, B)))
+        lstm._lstm_fwd_steps(nl, W, Z, G, C, c0T, np.empty((4 * H, B)))
         WhT, Wx = np.empty((H, 4 * H)), np.empty((4 * H, D))
         lstm._pack_bwd(w[0], w[1], w[2], w[3], H, nl, WhT, Wx, np.empty((4 * H, HD + 1)))
         dGs, dh, dc = np.empty((T, 4 * H, B)), np.full((H, B), 0.2), np.full((H, B), -0.1)

@@ -5,10 +5,12 @@ Layout: inside the kernels every per-step array is unit-major, (units, batch), s
 weight rows x batch — BLAS ran (4H, H + D) x (H + D, B) at 1.5x the rate of (B, H + D) x (H + D, 4H) (78
 against 50 GFLOP/s on one core for the char-LSTM) — and the gate arithmetic then walks rows of B contiguous
 elements with nothing to transpose. The steps are indexed by processing step s (t = T-1-s when reversed):
-    Z     (T+1, H + D, B)  the GEMM operand of step s: h_{s-1} on top of x_t (the x rows filled up front)
-    saveG (T, 4H, B)       the gate activations of step s, rows [f|i|o|g] by unit (the save buffer's memory)
-    saveC (T, H, B)        the cell states c_s
-so the input term of each gate comes out of the step's one GEMM with the recurrent one (Z holds both).
+    Z     (T+1, H + D + 1, B)  the GEMM operand of step s: h_{s-1} on top of x_t on top of ones (the x rows
+                               and the ones filled up front)
+    saveG (T, 4H, B)           the gate activations of step s, rows [f|i|o|g] by unit (the save buffer's memory)
+    saveC (T, H, B)            the cell states c_s
+so the input term and the bias of each gate come out of the step's one GEMM with the recurrent term (Z holds
+all three, the packed weight's last column the biases), and the gate arithmetic is pointwise.
 
 Parallelism: the lanes split the hidden units. Lane l owns units j0 .. j1-1; its rows of the packed weight
 W (4H, H + D) are [f|i|o|g] of those units, so its share of the step's GEMM gives exactly what its gate
@@ -31,9 +33,10 @@ from ._common import _SPLIT_MACS, LANES, carve, pdot, pdot_tn
 
 
 def lstm_forward_workspace_size(B, T, D, H):
-    """Elements of ``ws`` for ``lstm_forward``: packed W (4H, H + D) and biases, the GEMM operands Z of
-    every step (T + 1, H + D, B), one step's GEMM output (4H, B) and c0 unit-major."""
-    return 4 * H * (H + D) + 4 * H + (T + 1) * (H + D) * B + 5 * H * B
+    """Elements of ``ws`` for ``lstm_forward``: packed W (4H, H + D + 1), biases in the last column, the GEMM
+    operands Z of every step (T + 1, H + D + 1, B), ones in the last row, one step's GEMM output (4H, B) and
+    c0 unit-major."""
+    return 4 * H * (H + D + 1) + (T + 1) * (H + D + 1) * B + 5 * H * B
 
 
 def lstm_backward_workspace_size(B, T, D, H):
@@ -71,28 +74,33 @@ def _gate_row(wf, wi, wo, wg, k, j):
 
 
 @njit(cache=True, error_model="numpy")
-def _pack_lanes(wf, bf, wi, bi, wo, bo, wg, bg, H, nl, W, bias):
-    # w* (H, H + D) -> W (4H, H + D) rows by lanes: lane l's rows 4*j0 .. 4*j1-1 are [f|i|o|g] of its units
-    # (a gate weight's row is already [h | x], as Z stacks them); b* (H,) or (0,) -> bias (4H,) likewise
-    HD = W.shape[1]
+def _pack_lanes(wf, bf, wi, bi, wo, bo, wg, bg, H, nl, W):
+    # w* (H, H + D), b* (H,) or (0,) -> W (4H, H + D + 1) rows by lanes: lane l's rows 4*j0 .. 4*j1-1 are
+    # [f|i|o|g] of its units (a gate weight's row is already [h | x], as Z stacks them), the bias last (0 when
+    # absent), multiplying Z's row of ones
+    HD = W.shape[1] - 1
     for lane in range(nl):
         j0 = lane * H // nl
         j1 = (lane + 1) * H // nl
         n = j1 - j0
         for k in range(4):
-            hasb = (bf if k == 0 else bi if k == 1 else bo if k == 2 else bg).shape[0] > 0
+            bk = bf if k == 0 else bi if k == 1 else bo if k == 2 else bg
             for jj in range(n):
                 r = 4 * j0 + k * n + jj
                 src = _gate_row(wf, wi, wo, wg, k, j0 + jj)
                 for c in range(HD):
                     W[r, c] = src[c]
-                bias[r] = _gate_row(bf, bi, bo, bg, k, j0 + jj) if hasb else 0.0
+                W[r, HD] = bk[j0 + jj] if bk.shape[0] > 0 else 0.0
 
 
 @njit(cache=True, error_model="numpy")
 def _fill_inputs(xs, reverse, H, Z):
-    # xs (B, T, D) -> the x rows of Z (T+1, H + D, B): step s gets x_t
+    # xs (B, T, D) -> the x rows of Z (T+1, H + D + 1, B): step s gets x_t; the last row of every step ones
     B, T, D = xs.shape
+    for s in range(T + 1):
+        ones = Z[s, H + D]
+        for b in range(B):
+            ones[b] = 1.0
     for s in range(T):
         t = T - 1 - s if reverse else s
         zs = Z[s]
@@ -129,86 +137,85 @@ def lstm_forward(xs, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, reverse, ys, hT, cT
     _check_gate(wg, H, D)
     HD = H + D
     nl = _step_lanes(B, H)
-    W, o = carve(ws, 0, (4 * H, HD))
-    bias, o = carve(ws, o, (4 * H,))
-    Z, o = carve(ws, o, (T + 1, HD, B))
+    W, o = carve(ws, 0, (4 * H, HD + 1))
+    Z, o = carve(ws, o, (T + 1, HD + 1, B))
     rec, o = carve(ws, o, (4 * H, B))
     c0T = carve(ws, o, (H, B))[0]
     G = saveG.reshape(T, 4 * H, B)
     C = saveC.reshape(T, H, B)
-    _pack_lanes(wf, bf, wi, bi, wo, bo, wg, bg, H, nl, W, bias)
+    _pack_lanes(wf, bf, wi, bi, wo, bo, wg, bg, H, nl, W)
     _fill_inputs(xs, reverse, H, Z)
     _transpose_into(h0, Z[0, :H])
     _transpose_into(c0, c0T)
-    _lstm_fwd_steps(nl, W, bias, Z, G, C, c0T, rec)
+    _lstm_fwd_steps(nl, W, Z, G, C, c0T, rec)
     _transpose_into(Z[T, :H], hT)
     _transpose_into(C[T - 1], cT)
     _write_states(Z, reverse, ys)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", parallel=True)
 def _write_states(Z, reverse, ys):
-    # Z (T+1, H + D, B) -> ys (B, T, H): h of step s is in Z[s + 1]
+    # Z (T+1, H + D + 1, B) -> ys (B, T, H): h of step s is in Z[s + 1]; the steps split over the lanes
     T, H = ys.shape[1], ys.shape[2]
-    for s in range(T):
-        t = T - 1 - s if reverse else s
-        _transpose_into(Z[s + 1, :H], ys[:, t])
+    for lane in prange(LANES):
+        for s in range(lane * T // LANES, (lane + 1) * T // LANES):
+            t = T - 1 - s if reverse else s
+            _transpose_into(Z[s + 1, :H], ys[:, t])
 
 
 @njit(cache=True, error_model="numpy")
-def _lstm_fwd_steps(nl, W, bias, Z, G, C, c0T, rec):
+def _lstm_fwd_steps(nl, W, Z, G, C, c0T, rec):
     fast = G.itemsize == 4  # float32: the vectorisable tanh/sigmoid (fastmath.py)
     T = G.shape[0]
     H = C.shape[1]
     for s in range(T):
         if nl <= 1:
-            _lstm_fwd_lane(0, H, s, W, bias, Z, G, C, c0T, rec, fast)
+            _lstm_fwd_lane(0, H, s, W, Z, G, C, c0T, rec, fast)
         else:
-            _lstm_fwd_step_lanes(nl, s, W, bias, Z, G, C, c0T, rec, fast)
+            _lstm_fwd_step_lanes(nl, s, W, Z, G, C, c0T, rec, fast)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def _lstm_fwd_step_lanes(nl, s, W, bias, Z, G, C, c0T, rec, fast):
+def _lstm_fwd_step_lanes(nl, s, W, Z, G, C, c0T, rec, fast):
     H = C.shape[1]
     for lane in prange(nl):
-        _lstm_fwd_lane(lane * H // nl, (lane + 1) * H // nl, s, W, bias, Z, G, C, c0T, rec, fast)
+        _lstm_fwd_lane(lane * H // nl, (lane + 1) * H // nl, s, W, Z, G, C, c0T, rec, fast)
 
 
 @njit(cache=True, error_model="numpy")
-def _lstm_fwd_lane(j0, j1, s, W, bias, Z, G, C, c0T, rec, fast):
-    # units j0 .. j1-1 at step s: W rows 4*j0 .. 4*j1-1 (4n, H + D) x Z[s] (H + D, B) -> their rows of rec,
-    # then of G[s] (4H, B), C[s] (H, B) and h_s in Z[s + 1]
+def _lstm_fwd_lane(j0, j1, s, W, Z, G, C, c0T, rec, fast):
+    # units j0 .. j1-1 at step s: W rows 4*j0 .. 4*j1-1 (4n, H + D + 1) x Z[s] (H + D + 1, B) -> their rows
+    # of rec, biases included, then of G[s] (4H, B), C[s] (H, B) and h_s in Z[s + 1]. Each gate's rows of
+    # the lane are one contiguous block in rec, G, C and Z, so every loop runs flat over n·B elements (rows
+    # of B elements each were loops of 32, whose set-up and alias checks cost more than their arithmetic)
     H = C.shape[1]
+    B = C.shape[2]
     n = j1 - j0
+    L = n * B
     r0 = 4 * j0
     np.dot(W[r0:r0 + 4 * n], Z[s], rec[r0:r0 + 4 * n])
-    for jj in range(n):
-        j = j0 + jj
-        # loops of a few rows each, so LLVM can rule out aliasing and vectorise (one loop over all of them
-        # ran scalar)
-        for k in range(3):
-            _sigmoid_row(rec[r0 + k * n + jj], bias[r0 + k * n + jj], G[s, k * H + j], fast)
-        gg = G[s, 3 * H + j]
-        rg = rec[r0 + 3 * n + jj]
-        bg = bias[r0 + 3 * n + jj]
-        for b in range(gg.shape[0]):
-            gg[b] = fm.tanh(rg[b] + bg, fast)
-        cp = C[s - 1, j] if s > 0 else c0T[j]
-        gf = G[s, j]
-        gi = G[s, H + j]
-        cn = C[s, j]
-        for b in range(cn.shape[0]):
-            cn[b] = gf[b] * cp[b] + gi[b] * gg[b]
-        go = G[s, 2 * H + j]
-        hn = Z[s + 1, j]
-        for b in range(hn.shape[0]):
-            hn[b] = go[b] * fm.tanh(cn[b], fast)
+    for k in range(3):
+        _sigmoid_flat(rec[r0 + k * n:r0 + (k + 1) * n].reshape(L), G[s, k * H + j0:k * H + j1].reshape(L), fast)
+    rg = rec[r0 + 3 * n:r0 + 4 * n].reshape(L)
+    gg = G[s, 3 * H + j0:3 * H + j1].reshape(L)
+    for e in range(L):
+        gg[e] = fm.tanh(rg[e], fast)
+    cp = (C[s - 1, j0:j1] if s > 0 else c0T[j0:j1]).reshape(L)
+    gf = G[s, j0:j1].reshape(L)
+    gi = G[s, H + j0:H + j1].reshape(L)
+    cn = C[s, j0:j1].reshape(L)
+    for e in range(L):
+        cn[e] = gf[e] * cp[e] + gi[e] * gg[e]
+    go = G[s, 2 * H + j0:2 * H + j1].reshape(L)
+    hn = Z[s + 1, j0:j1].reshape(L)
+    for e in range(L):
+        hn[e] = go[e] * fm.tanh(cn[e], fast)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _sigmoid_row(r, bk, g, fast):
-    for b in range(g.shape[0]):
-        g[b] = fm.sigmoid(r[b] + bk, fast)
+def _sigmoid_flat(r, g, fast):
+    for e in range(g.shape[0]):
+        g[e] = fm.sigmoid(r[e], fast)
 
 
 @njit(cache=True, error_model="numpy")
@@ -285,11 +292,10 @@ def _gates_by_rows(dGs, dGt):
 def _pack_bwd(wf, wi, wo, wg, H, nl, WhT, Wx, scratch):
     # WhT (H, 4H): column 4*j0 + k*n + jj (lane order, as the backward's dgates rows) holds the h columns of
     # gate k's row j0 + jj, transposed in tiles from the rows packed as the forward packs them (in scratch
-    # (4H, >= H + D), overwritten later); Wx (4H, D) the x columns of those rows, in the same order
+    # (4H, H + D + 1), overwritten later); Wx (4H, D) the x columns of those rows, in the same order
     D = Wx.shape[1]
-    HD = H + D
-    W = scratch[:, :HD]
-    _pack_lanes(wf, wf[0, :0], wi, wi[0, :0], wo, wo[0, :0], wg, wg[0, :0], H, nl, W, scratch[:, HD])
+    W = scratch
+    _pack_lanes(wf, wf[0, :0], wi, wi[0, :0], wo, wo[0, :0], wg, wg[0, :0], H, nl, W)
     _transpose_into(W[:, :H], WhT)
     for r in range(4 * H):
         src = W[r]
@@ -364,46 +370,47 @@ def _lstm_bwd_step_lanes(nl, s, chain, gates, WhT, G, C, c0T, gyT, dprev, dnext,
 @njit(cache=True, error_model="numpy")
 def _lstm_bwd_lane(j0, j1, s, chain, gates, WhT, G, C, c0T, gyT, dprev, dnext, dh, dc, fast, one):
     # units j0 .. j1-1 at step s: dprev (4H, B) the dgates of step s+1 by lanes (when chain) -> their rows of
-    # dh = WhT @ dprev; then (when gates) their dgates into dnext (4H, B) by lanes, and dc
+    # dh = WhT @ dprev; then (when gates) their dgates into dnext (4H, B) by lanes, and dc. As in the
+    # forward, each gate's rows of the lane are contiguous: every loop runs flat over n·B elements
     H = dh.shape[0]
     B = dh.shape[1]
     n = j1 - j0
+    L = n * B
     r0 = 4 * j0
     if chain:
         np.dot(WhT[j0:j1], dprev, dh[j0:j1])
     if not gates:
         return
-    for jj in range(n):
-        j = j0 + jj
-        # loops of a few rows each (see the forward): the output gate and the cell gradient, then the
-        # forget, input and candidate gates
-        dhj = dh[j]
-        gy = gyT[s, j]
-        go = G[s, 2 * H + j]
-        cn = C[s, j]
-        dcj = dc[j]
-        do = dnext[r0 + 2 * n + jj]
-        for b in range(B):
-            ov = go[b]
-            tc = fm.tanh(cn[b], fast)
-            dht = dhj[b] + gy[b]
-            do[b] = dht * tc * ov * (one - ov)
-            dcj[b] = dcj[b] + dht * ov * (one - tc * tc)
-        cp = C[s - 1, j] if s > 0 else c0T[j]
-        gf = G[s, j]
-        df = dnext[r0 + jj]
-        for b in range(B):
-            fv = gf[b]
-            df[b] = dcj[b] * cp[b] * fv * (one - fv)
-        gi = G[s, H + j]
-        gg = G[s, 3 * H + j]
-        di = dnext[r0 + n + jj]
-        dg = dnext[r0 + 3 * n + jj]
-        for b in range(B):
-            iv = gi[b]
-            gv = gg[b]
-            dct = dcj[b]
-            di[b] = dct * gv * iv * (one - iv)
-            dg[b] = dct * iv * (one - gv * gv)
-        for b in range(B):
-            dcj[b] = dcj[b] * gf[b]
+    # the output gate and the cell gradient, then the forget, input and candidate gates
+    dhj = dh[j0:j1].reshape(L)
+    gy = gyT[s, j0:j1].reshape(L)
+    go = G[s, 2 * H + j0:2 * H + j1].reshape(L)
+    cn = C[s, j0:j1].reshape(L)
+    dcj = dc[j0:j1].reshape(L)
+    do = dnext[r0 + 2 * n:r0 + 3 * n].reshape(L)
+    for e in range(L):
+        ov = go[e]
+        tc = fm.tanh(cn[e], fast)
+        dht = dhj[e] + gy[e]
+        do[e] = dht * tc * ov * (one - ov)
+        dcj[e] = dcj[e] + dht * ov * (one - tc * tc)
+    cp = (C[s - 1, j0:j1] if s > 0 else c0T[j0:j1]).reshape(L)
+    gf = G[s, j0:j1].reshape(L)
+    df = dnext[r0:r0 + n].reshape(L)
+    for e in range(L):
+        fv = gf[e]
+        df[e] = dcj[e] * cp[e] * fv * (one - fv)
+    gi = G[s, H + j0:H + j1].reshape(L)
+    gg = G[s, 3 * H + j0:3 * H + j1].reshape(L)
+    di = dnext[r0 + n:r0 + 2 * n].reshape(L)
+    dg = dnext[r0 + 3 * n:r0 + 4 * n].reshape(L)
+    for e in range(L):
+        iv = gi[e]
+        gv = gg[e]
+        dct = dcj[e]
+        di[e] = dct * gv * iv * (one - iv)
+        dg[e] = dct * iv * (one - gv * gv)
+    for e in range(L):
+        dcj[e] = dcj[e] * gf[e]
+
+

@@ -203,7 +203,7 @@ def rnn_backward(gys, ghT, xs, h0, wx, wh, ys, reverse, gxs, gh0, gwx, gbx, gwh,
 def lstm_forward_workspace_size(B, T, D, H):
     """Elements of ``ws`` for ``lstm_forward``: the CPU kernel's (lowering sizes one workspace for both
     backends); this kernel uses W (4H, H + D), the bias (4H,), Z (T+1, H + D, B) and one step's GEMM output."""
-    return 4 * H * (H + D) + 4 * H + (T + 1) * (H + D) * B + 5 * H * B
+    return 4 * H * (H + D + 1) + (T + 1) * (H + D + 1) * B + 5 * H * B
 
 
 def lstm_backward_workspace_size(B, T, D, H):
