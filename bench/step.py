@@ -176,6 +176,9 @@ def main() -> int:
                "openblas_kernels": sgemm["blas"], "models": {}}
     for name in names:
         best: dict[str, dict] = {}
+        # one untimed netdsl process first: a kernel cache left cold by a code change would otherwise be filled
+        # by the first measured process, whose peak memory would then be LLVM's, not the step's
+        _worker("netdsl", name, 1, 1, args.device, args.native_blas)
         for _ in range(args.rounds):
             for kind in ("netdsl", "torch") if have_torch else ("netdsl",):
                 r = _worker(kind, name, args.steps, args.warmup, args.device, args.native_blas)
