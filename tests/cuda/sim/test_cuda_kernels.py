@@ -392,41 +392,27 @@ for _v, (_xs, _ws, _sh, _sw, _ph, _pw, _dh, _dw, _g) in CONVS.items():
     case("conv", "conv2d_backward", _v)(_b)
 
 
-# the kernels lowering picks for 3×3 stride-1 layers: on the device the same implicit GEMM; on the CPU, with a
-# geometry and workspace this small, their im2col fallback (tests/kernels/test_winograd.py checks the
-# Winograd path itself against the definition)
-@case("conv", "conv2d_winograd_forward")
-def _(rng, dt):
+# the kernels lowering picks for 3×3 stride-1 layers and for layers with few filters: on the device the same
+# implicit GEMM; on the CPU, with a geometry and workspace this small, Winograd's im2col fallback
+# (tests/kernels/test_winograd.py checks the Winograd path itself against the definition) and transposed
+# columns (padded here); the direct loops below, with each activation they may have fused
+def _conv3_forward(rng, dt):
     xs, ws = (2, 3, 6, 5), (4, 3, 3, 3)
     geo = (1, 1, 1, 1, 1, 1)
     return [R(rng, dt, *xs), R(rng, dt, *ws), R(rng, dt, 4), *geo, 1, R(rng, dt, *_conv_out(xs, ws, *geo)),
             Ws(np.zeros(4096, dt))]
 
 
-@case("conv", "conv2d_winograd_backward")
-def _(rng, dt):
+def _conv3_backward(rng, dt):
     xs, ws = (2, 3, 6, 5), (4, 3, 3, 3)
     geo = (1, 1, 1, 1, 1, 1)
     return [R(rng, dt, *_conv_out(xs, ws, *geo)), R(rng, dt, *xs), R(rng, dt, *ws), *geo, 1, R(rng, dt, *xs),
             R(rng, dt, *ws), R(rng, dt, 4), True, True, Ws(np.zeros(4096, dt))]
 
 
-# the kernels lowering picks for layers with few filters: on the device the same implicit GEMM; on the CPU
-# transposed columns (padded here) and direct loops, the latter with each activation it may have fused
-@case("conv", "conv2d_few_forward")
-def _(rng, dt):
-    xs, ws = (2, 3, 6, 5), (4, 3, 3, 3)
-    geo = (1, 1, 1, 1, 1, 1)
-    return [R(rng, dt, *xs), R(rng, dt, *ws), R(rng, dt, 4), *geo, 1, R(rng, dt, *_conv_out(xs, ws, *geo)),
-            Ws(np.zeros(4096, dt))]
-
-
-@case("conv", "conv2d_few_backward")
-def _(rng, dt):
-    xs, ws = (2, 3, 6, 5), (4, 3, 3, 3)
-    geo = (1, 1, 1, 1, 1, 1)
-    return [R(rng, dt, *_conv_out(xs, ws, *geo)), R(rng, dt, *xs), R(rng, dt, *ws), *geo, 1, R(rng, dt, *xs),
-            R(rng, dt, *ws), R(rng, dt, 4), True, True, Ws(np.zeros(4096, dt))]
+for _kernel in ("conv2d_winograd", "conv2d_few"):
+    case("conv", f"{_kernel}_forward")(_conv3_forward)
+    case("conv", f"{_kernel}_backward")(_conv3_backward)
 
 
 for _act, _name in enumerate(("none", "relu", "tanh", "sigmoid")):
