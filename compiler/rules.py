@@ -91,13 +91,13 @@ def _winograd_applies(n: Node, c: int, k: int, kh: int, kw: int, p: int, q: int)
             and c >= 16 and k >= 16 and p >= 4 and q >= 4)
 
 
-_FEW_FILTERS = 32  # conv_few.py's: fewer filters take the transposed-columns path
-_DIRECT_TAPS = 160  # conv_few.py's: at most this many taps (stride 1, no padding) take the direct loops
+_FEW_FILTERS = 32  # conv_few.py's: fewer filters take the transposed columns or the direct loops
+_DIRECT_TAPS = 160  # conv_few.py's: at most this many taps (stride 1, no padding) take conv_direct.py's loops
 
 
 def _conv_kernel(n: Node, c: int, k: int, kh: int, kw: int, p: int, q: int) -> str:
-    """The conv kernel pair a layer lowers to: the Winograd one for 3×3 stride-1 layers, conv_few.py's for
-    layers with few filters (direct loops or transposed columns), else the general im2col one. A network
+    """The conv kernel pair a layer lowers to: the Winograd one for 3×3 stride-1 layers, for layers with few
+    filters conv_direct.py's loops or conv_few.py's transposed columns, else the general im2col one. A network
     compiles only the paths its layers take (LeNet-5: no im2col and no Winograd, seconds of cold compile)."""
     if _winograd_applies(n, c, k, kh, kw, p, q):
         return "conv.conv2d_winograd"
@@ -113,10 +113,14 @@ def _conv_ws(n: Node, c: int, k: int, kh: int, kw: int, p: int, q: int, backward
     the Winograd path (winograd.py) where the geometry may take it."""
     g = n.attrs["groups"]
     ck = (c // g) * kh * kw
+    direct = 0  # conv_direct.py's direct_room: its planes can pass the chunk on a tall narrow image
+    if _conv_kernel(n, c, k, kh, kw, p, q) == "conv.conv2d_direct":
+        lw = (p - 1) * (q + kw - 1) + q
+        direct = k * (lw + 2 * (kw - 1)) + k if backward else 2 * lw
     if backward:
-        lane = max((2 * ck + k) * p * q, _CHUNK) + (k // g) * ck + k * ck
+        lane = max((2 * ck + k) * p * q, _CHUNK, direct) + (k // g) * ck + k * ck
     else:
-        lane = max((ck + k // g) * p * q, _CHUNK)
+        lane = max((ck + k // g) * p * q, _CHUNK, direct)
     if not _winograd_applies(n, c, k, kh, kw, p, q):
         return lanes() * lane
     image = ((p + 3) // 4) * ((q + 3) // 4) * 36 * (c + k) + (p + 2) * (q + 2) * c + p * q * k
@@ -125,14 +129,14 @@ def _conv_ws(n: Node, c: int, k: int, kh: int, kw: int, p: int, q: int, backward
     return 36 * k * c + lanes() * max(wino, lane)
 
 
-# activations a direct convolution applies itself (conv_few.py's ACT_* codes): lowering fuses conv -> act where
+# activations a direct convolution applies itself (conv_direct.py's ACT_* codes): lowering fuses conv -> act where
 # the convolution's output feeds nothing else (`fusable_activation`)
 FUSED_ACTS = {"relu": 1, "tanh": 2, "sigmoid": 3}
 
 
 def fusable_activation(ir: Any, n: Node) -> bool:
     """Whether a conv node `n` may apply its single user's activation itself: it lowers to the direct kernels
-    (conv_few.py), and that user is a relu, tanh or sigmoid (the caller checks that nothing else needs the
+    (conv_direct.py), and that user is a relu, tanh or sigmoid (the caller checks that nothing else needs the
     convolution's own output: an output, a fetch)."""
     if n.op != "conv":
         return False

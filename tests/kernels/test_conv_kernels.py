@@ -242,3 +242,23 @@ def test_direct_kernels_apply_a_fused_activation(act):
     gx, gw, gb = c.backward(R, kind="_direct", act=act, y=y)
     check_gradients(lambda: float(np.sum(c.forward("_direct", act) * R)), {"x": c.x, "w": c.w, "b": c.b},
                     {"x": gx, "w": gw, "b": gb})
+
+
+def test_direct_kernels_size_lanes_for_tall_narrow_planes():
+    # a direct layer's W-wide planes can pass the chunk of columns a lane is sized for (1-row filters on a tall,
+    # narrow image): the size helpers and the kernels' lane count make room for them (two lanes here once
+    # overflowed a lane into the next one's partial sums)
+    rng = np.random.default_rng(10)
+    c = Conv(rng, B=2, C=1, H=5000, W=8, K=31, kh=1, kw=3)
+    args = (1, 31, 1, 3, c.P, c.Q, 1, 1, 1, 0, 0, 1, 1)
+    c.ws = np.full(conv.conv2d_workspace_size(*args, lanes=2), np.nan)
+    c.wsb = np.full(conv.conv2d_backward_workspace_size(*args, lanes=2), np.nan)
+    ref = reference(c.x, c.w, c.b, c.s, c.p, c.d, c.g, c.P, c.Q)
+    np.testing.assert_allclose(c.forward("_direct"), ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(c.forward(), ref, rtol=1e-12, atol=1e-12)
+    R = rng.standard_normal(c.out.shape)
+    gx, gw, gb = c.backward(R, kind="_direct")
+    gx0, gw0, gb0 = c.backward(R, kind="_few")  # the transposed columns: another path to the same gradients
+    np.testing.assert_allclose(gx, gx0, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(gw, gw0, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(gb, gb0, rtol=1e-11, atol=1e-11)

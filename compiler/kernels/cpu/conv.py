@@ -35,7 +35,13 @@ from numba import njit, prange
 from . import winograd as wg
 
 # the few-filter layers' own kernels (lowering picks them; conv2d_forward/backward take the same paths)
-from .conv_direct import _direct_backward, _direct_forward, conv2d_direct_backward, conv2d_direct_forward  # noqa: F401
+from .conv_direct import (  # noqa: F401
+    _direct_backward,
+    _direct_forward,
+    conv2d_direct_backward,
+    conv2d_direct_forward,
+    direct_lane_room,
+)
 from .conv_few import (  # noqa: F401
     _CHUNK,
     _DIRECT_TAPS,
@@ -55,14 +61,24 @@ from .conv_few import (  # noqa: F401
 _DIRECT_MACS = 1 << 22
 
 
-def _fwd_lane(C, K, kh, kw, P, Q, groups):
-    return max(((C // groups) * kh * kw + K // groups) * P * Q, _CHUNK)
+def _direct_room(C, K, kh, kw, P, Q, groups, sh, sw, ph, pw, dh, dw, backward):
+    # conv_direct.py's direct_lane_room for the helpers (no Numba): the input width is Q + kw - 1 there
+    unit = sh == sw == 1 and ph == pw == 0 and dh == dw == 1
+    if groups != 1 or K >= _FEW_FILTERS or C * kh * kw > _DIRECT_TAPS or not unit or kh == kw == 1:
+        return 0
+    Lw = (P - 1) * (Q + kw - 1) + Q
+    return K * (Lw + 2 * (kw - 1)) + K if backward else 2 * Lw
 
 
-def _bwd_lane(C, K, kh, kw, P, Q, groups):
+def _fwd_lane(C, K, kh, kw, P, Q, groups, direct=0):
+    return max(((C // groups) * kh * kw + K // groups) * P * Q, _CHUNK, direct)
+
+
+def _bwd_lane(C, K, kh, kw, P, Q, groups, direct=0):
     ck = (C // groups) * kh * kw
-    # columns, their gradient and the transposed output gradient of a chunk; one weight block; the partial sum
-    return max((2 * ck + K) * P * Q, _CHUNK) + (K // groups) * ck + K * ck
+    # columns, their gradient and the transposed output gradient of a chunk (or the direct loops' planes); one
+    # weight block; the partial sum
+    return max((2 * ck + K) * P * Q, _CHUNK, direct) + (K // groups) * ck + K * ck
 
 
 def conv2d_workspace_size(C, K, kh, kw, P, Q, groups=1, stride_h=1, stride_w=1, pad_h=0, pad_w=0,
@@ -73,7 +89,8 @@ def conv2d_workspace_size(C, K, kh, kw, P, Q, groups=1, stride_h=1, stride_w=1, 
     n = _default_lanes() if lanes is None else lanes
     if wg.applies(C, K, kh, kw, stride_h, stride_w, dil_h, dil_w, groups, P, Q):
         return 36 * K * C + n * max(wg.forward_lane(C, K, P, Q), _fwd_lane(C, K, kh, kw, P, Q, groups))
-    return n * _fwd_lane(C, K, kh, kw, P, Q, groups)
+    direct = _direct_room(C, K, kh, kw, P, Q, groups, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, False)
+    return n * _fwd_lane(C, K, kh, kw, P, Q, groups, direct)
 
 
 def conv2d_backward_workspace_size(C, K, kh, kw, P, Q, groups=1, stride_h=1, stride_w=1, pad_h=0,
@@ -84,7 +101,8 @@ def conv2d_backward_workspace_size(C, K, kh, kw, P, Q, groups=1, stride_h=1, str
     n = _default_lanes() if lanes is None else lanes
     if wg.applies(C, K, kh, kw, stride_h, stride_w, dil_h, dil_w, groups, P, Q):
         return 36 * K * C + n * max(wg.backward_lane(C, K, P, Q), _bwd_lane(C, K, kh, kw, P, Q, groups))
-    return n * _bwd_lane(C, K, kh, kw, P, Q, groups)
+    direct = _direct_room(C, K, kh, kw, P, Q, groups, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, True)
+    return n * _bwd_lane(C, K, kh, kw, P, Q, groups, direct)
 
 
 @njit(cache=True, error_model="numpy")
@@ -296,7 +314,10 @@ def conv2d_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, grou
     # re-optimises every callee's code in each caller, so each level of calls costs seconds of cold compile
     B = x.shape[0]
     K, Cg, kh, kw = w.shape
-    nl = _lanes(ws.size, max((Cg * kh * kw + K // groups) * out.shape[2] * out.shape[3], _CHUNK), B)
+    P, Q = out.shape[2], out.shape[3]
+    direct = direct_lane_room(K, Cg * kh * kw, groups, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, P,
+                              x.shape[3], Q, False)
+    nl = _lanes(ws.size, max((Cg * kh * kw + K // groups) * P * Q, _CHUNK, direct), B)
     w2 = w.reshape(K, Cg * kh * kw)
     lane = ws.size // nl
     if nl == 1:  # no parallel region for one lane (a launch costs microseconds, and jitter, at batch 1)
@@ -409,7 +430,10 @@ def conv2d_backward(gout, x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, 
     B = x.shape[0]
     K, Cg, kh, kw = w.shape
     ck = Cg * kh * kw
-    nl = _lanes(ws.size, max((2 * ck + K) * gout.shape[2] * gout.shape[3], _CHUNK) + (K // groups) * ck + K * ck, B)
+    P, Q = gout.shape[2], gout.shape[3]
+    direct = direct_lane_room(K, ck, groups, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, P, x.shape[3],
+                              Q, True)
+    nl = _lanes(ws.size, max((2 * ck + K) * P * Q, _CHUNK, direct) + (K // groups) * ck + K * ck, B)
     if gb.shape[0] > 0:
         _bias_grad(gout, gb)
     w2 = w.reshape(K, ck)

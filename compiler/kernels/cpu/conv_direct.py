@@ -13,7 +13,26 @@ import numpy as np
 from numba import njit, prange
 
 from . import fastmath as fm
-from .conv_few import _CHUNK, _lanes, _own_gw, _sum_partials
+from .conv_few import _CHUNK, _DIRECT_TAPS, _FEW_FILTERS, _lanes, _own_gw, _sum_partials
+
+
+@njit(cache=True, error_model="numpy")
+def direct_room(K, kw, P, W, Q, backward):
+    # elements the direct loops need in a lane's scratch, besides its partial sums: two output planes W wide
+    # (forward); K output-gradient planes W wide with their margins, and the bias sums (backward). A lane is
+    # at least this large (a tall narrow image's planes can pass the usual _CHUNK of columns)
+    Lw = (P - 1) * W + Q
+    return K * (Lw + 2 * (kw - 1)) + K if backward else 2 * Lw
+
+
+@njit(cache=True, error_model="numpy")
+def direct_lane_room(K, ck, groups, kh, kw, sh, sw, ph, pw, dh, dw, P, W, Q, backward):
+    # direct_room where conv.py's general kernels take the direct loops for a layer, else 0
+    unit = sh == 1 and sw == 1 and ph == 0 and pw == 0 and dh == 1 and dw == 1
+    if groups == 1 and K < _FEW_FILTERS and ck <= _DIRECT_TAPS and unit and not (kh == 1 and kw == 1):
+        return direct_room(K, kw, P, W, Q, backward)
+    return 0
+
 
 # activations a direct convolution applies to its output (lowering fuses conv -> relu/tanh/sigmoid): the
 # activation's output is written where the convolution's would be, and its backward is applied to the output
@@ -258,7 +277,8 @@ def conv2d_direct_forward(x, w, b, stride_h, stride_w, pad_h, pad_w, dil_h, dil_
     _check_direct(x, w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups)
     B = x.shape[0]
     K, Cg, kh, kw = w.shape
-    nl = _lanes(ws.size, max((Cg * kh * kw + K) * out.shape[2] * out.shape[3], _CHUNK), B)
+    P, Q = out.shape[2], out.shape[3]
+    nl = _lanes(ws.size, max((Cg * kh * kw + K) * P * Q, _CHUNK, direct_room(K, kw, P, x.shape[3], Q, False)), B)
     lane = ws.size // nl
     if nl == 1:  # no parallel region for one lane (a launch costs microseconds, and jitter, at batch 1)
         _direct_forward(x, w, b, act, np.int64(0), B, out, ws)
@@ -280,7 +300,7 @@ def conv2d_direct_backward(gout, y, x, w, stride_h, stride_w, pad_h, pad_w, dil_
     P = gout.shape[2]
     Q = gout.shape[3]
     wide = (P - 1) * x.shape[3] + Q + 2 * (kw - 1)
-    nl = _lanes(ws.size, max((2 * ck + K) * P * Q, _CHUNK) + 2 * K * ck, B)
+    nl = _lanes(ws.size, max((2 * ck + K) * P * Q, _CHUNK, direct_room(K, kw, P, x.shape[3], Q, True)) + 2 * K * ck, B)
     lane = ws.size // nl
     if nl == 1:
         gbp = gb if gb.shape[0] > 0 else ws[K * wide:K * wide + K]

@@ -13,7 +13,7 @@ so the input term and the bias of each gate come out of the step's one GEMM with
 all three, the packed weight's last column the biases), and the gate arithmetic is pointwise.
 
 Parallelism: the lanes split the hidden units. Lane l owns units j0 .. j1-1; its rows of the packed weight
-W (4H, H + D) are [f|i|o|g] of those units, so its share of the step's GEMM gives exactly what its gate
+W (4H, H + D + 1) are [f|i|o|g] of those units, so its share of the step's GEMM gives exactly what its gate
 arithmetic needs and a step is one parallel region (no barrier between the GEMM and the gates). The next
 step's GEMM reads all of h_s, which the region's end guarantees. The backward mirrors it: lane l forms its
 units' dh from all of the previous step's gate gradients (dGs[s + 1] of dGs (T, 4H, B): every lane reads it
