@@ -156,10 +156,10 @@ def conv_fwd(ctx: Any, n: Node, ins: list[Any], out: Any) -> None:
     ws = ctx.ws("cols", _conv_ws(n, c, k, kh, kw, p, q, False))
     kernel = _conv_kernel(n, c, k, kh, kw, p, q)
     if kernel == "conv.conv2d_direct":  # with the activation lowering fused into it, if any (else 0)
-        act = FUSED_ACTS.get(ctx.fused_activation(n), 0)
+        fused = ctx.fused_activation(n)
         ctx.emit("conv.conv2d_direct_forward", ins[0], ctx.param(n, "weight"), _bias(ctx, n), *a["stride"],
-                 *a["pad"], *a["dilation"], a["groups"], act, out, ws,
-                 note=f"+{ctx.fused_activation(n)}" if act else "")
+                 *a["pad"], *a["dilation"], a["groups"], FUSED_ACTS.get(fused, 0), out, ws,
+                 note=f"+{fused}" if fused else "")
         return
     ctx.emit(f"{kernel}_forward", ins[0], ctx.param(n, "weight"), _bias(ctx, n), *a["stride"], *a["pad"],
              *a["dilation"], a["groups"], out, ws)
@@ -175,10 +175,10 @@ def conv_bwd(ctx: Any, n: Node, ins: list[Any], out: Any, gout: Any, gins: list[
     ws = ctx.ws("gcols", _conv_ws(n, c, k, kh, kw, p, q, True))
     kernel = _conv_kernel(n, c, k, kh, kw, p, q)
     if kernel == "conv.conv2d_direct":  # gout is the fused activation's output gradient, out its output
-        act = FUSED_ACTS.get(ctx.fused_activation(n), 0)
-        ctx.emit("conv.conv2d_direct_backward", gout, out if act else gout, ins[0], ctx.param(n, "weight"),
-                 *a["stride"], *a["pad"], *a["dilation"], a["groups"], act, gx, gw, gb, need_gx, need_gw, ws,
-                 note=f"+{ctx.fused_activation(n)}" if act else "")
+        fused = ctx.fused_activation(n)
+        ctx.emit("conv.conv2d_direct_backward", gout, out if fused else gout, ins[0], ctx.param(n, "weight"),
+                 *a["stride"], *a["pad"], *a["dilation"], a["groups"], FUSED_ACTS.get(fused, 0), gx, gw, gb,
+                 need_gx, need_gw, ws, note=f"+{fused}" if fused else "")
         return
     ctx.emit(f"{kernel}_backward", gout, ins[0], ctx.param(n, "weight"), *a["stride"], *a["pad"], *a["dilation"],
              a["groups"], gx, gw, gb, need_gx, need_gw, ws)

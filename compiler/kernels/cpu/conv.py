@@ -41,10 +41,11 @@ from .conv_direct import (  # noqa: F401
     conv2d_direct_backward,
     conv2d_direct_forward,
     direct_lane_room,
+    direct_room,
+    takes_direct,
 )
 from .conv_few import (  # noqa: F401
     _CHUNK,
-    _DIRECT_TAPS,
     _FEW_FILTERS,
     _bias_grad,
     _few_backward_samples,
@@ -62,12 +63,11 @@ _DIRECT_MACS = 1 << 22
 
 
 def _direct_room(C, K, kh, kw, P, Q, groups, sh, sw, ph, pw, dh, dw, backward):
-    # conv_direct.py's direct_lane_room for the helpers (no Numba): the input width is Q + kw - 1 there
-    unit = sh == sw == 1 and ph == pw == 0 and dh == dw == 1
-    if groups != 1 or K >= _FEW_FILTERS or C * kh * kw > _DIRECT_TAPS or not unit or kh == kw == 1:
+    # conv_direct.py's direct_lane_room for the helpers, its plain Python (no compile): the input width is
+    # Q + kw - 1 where the direct loops apply
+    if not takes_direct.py_func(K, (C // groups) * kh * kw, groups, kh, kw, sh, sw, ph, pw, dh, dw):
         return 0
-    Lw = (P - 1) * (Q + kw - 1) + Q
-    return K * (Lw + 2 * (kw - 1)) + K if backward else 2 * Lw
+    return direct_room.py_func(K, kw, P, Q + kw - 1, Q, backward)
 
 
 def _fwd_lane(C, K, kh, kw, P, Q, groups, direct=0):
@@ -264,7 +264,7 @@ def _forward_samples(x, w2, b, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, lo, h
     identity = kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0 and groups == 1
     nb = max(1, min(hi - lo, ws.size // ((ck + Kg) * PQ)))
     few = groups == 1 and K < _FEW_FILTERS and not identity
-    if few and ck <= _DIRECT_TAPS and sh == 1 and sw == 1 and ph == 0 and pw == 0 and dh == 1 and dw == 1:
+    if takes_direct(K, ck, groups, kh, kw, sh, sw, ph, pw, dh, dw):
         _direct_forward(x, w2.reshape(K, Cg, kh, kw), b, np.int64(0), lo, hi, out, ws)
         return
     if few:
@@ -362,7 +362,7 @@ def _backward_samples(gout, x, w2, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, l
     tmpw = ws[ws.size - Kg * ck:].reshape(Kg, ck)
     nb = max(1, min(hi - lo, (ws.size - Kg * ck) // ((2 * ck + K) * PQ)))
     few = groups == 1 and K < _FEW_FILTERS and not identity
-    if few and ck <= _DIRECT_TAPS and sh == 1 and sw == 1 and ph == 0 and pw == 0 and dh == 1 and dw == 1:
+    if takes_direct(K, ck, groups, kh, kw, sh, sw, ph, pw, dh, dw):
         wide = (P - 1) * x.shape[3] + Q + 2 * (kw - 1)  # the output gradient W wide, with margins
         # the bias gradient is conv2d_backward's own pass (the lane's sums go to scratch after its columns)
         _direct_backward(gout, gout, np.int64(0), x, w2.reshape(K, Cg, kh, kw), lo, hi, gx, gwp,

@@ -25,11 +25,18 @@ def direct_room(K, kw, P, W, Q, backward):
     return K * (Lw + 2 * (kw - 1)) + K if backward else 2 * Lw
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def takes_direct(K, ck, groups, kh, kw, sh, sw, ph, pw, dh, dw):
+    # whether conv.py's general kernels run a layer through these loops (lowering's rules._conv_kernel picks
+    # conv2d_direct_* for the same layers): few filters and taps, stride 1, no padding, not a 1x1 identity
+    unit = sh == 1 and sw == 1 and ph == 0 and pw == 0 and dh == 1 and dw == 1
+    return groups == 1 and K < _FEW_FILTERS and ck <= _DIRECT_TAPS and unit and not (kh == 1 and kw == 1)
+
+
 @njit(cache=True, error_model="numpy")
 def direct_lane_room(K, ck, groups, kh, kw, sh, sw, ph, pw, dh, dw, P, W, Q, backward):
     # direct_room where conv.py's general kernels take the direct loops for a layer, else 0
-    unit = sh == 1 and sw == 1 and ph == 0 and pw == 0 and dh == 1 and dw == 1
-    if groups == 1 and K < _FEW_FILTERS and ck <= _DIRECT_TAPS and unit and not (kh == 1 and kw == 1):
+    if takes_direct(K, ck, groups, kh, kw, sh, sw, ph, pw, dh, dw):
         return direct_room(K, kw, P, W, Q, backward)
     return 0
 

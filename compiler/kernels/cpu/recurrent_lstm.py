@@ -63,7 +63,7 @@ def _check_gate(w, H, D):
 
 @njit(cache=True, error_model="numpy")
 def _gate_row(wf, wi, wo, wg, k, j):
-    # row j of gate k's weight (H + D,) or bias (H,)
+    # row j of gate k's weight (H + D,)
     if k == 0:
         return wf[j]
     if k == 1:
