@@ -25,6 +25,19 @@ def fusable(ctx: Any, n: Node) -> bool:
     return bool(n.attrs.get("prelude")) and n.attrs["cell"] in CELLS and not ctx.steps
 
 
+def fuse_embeddings(low: Any, ir: Any, roots: list[Value]) -> None:
+    """Record the embedding -> prelude LSTM pairs of the network's own graph that lower to
+    recurrent.lstm_embed_* (recurrent_embed.py: the gates' input terms from a table of the vocabulary): the
+    LSTM's sequence is an embedding's output that nothing else reads (no other layer, output or fetch)."""
+    kept = {v.node for v in roots}
+    for n in ir:
+        if n.op != "unroll" or not n.attrs.get("prelude") or n.attrs["cell"] != "LSTM":
+            continue
+        src = ir.node(n.inputs[0].node)
+        if src.op == "embedding" and src.id not in kept and len(ir.users(src.id)) == 1:
+            low.fused_embeds[n.id] = src.id
+
+
 def _workspace(cell: str, b: int, t: int, d: int, h: int, backward: bool) -> tuple[int, int]:
     """(per-example part, constant part) of the kernels' workspace sizes (recurrent.py's helpers)."""
     if cell == "RNN":
@@ -38,6 +51,19 @@ def _workspace(cell: str, b: int, t: int, d: int, h: int, backward: bool) -> tup
     return (5 * t * h + t * d + 6 * h, 2 * w) if backward else (4 * h, w)
 
 
+def _embed_workspace(t: int, v: int, d: int, h: int, backward: bool) -> tuple[int, int]:
+    """(per-example part, constant part) of recurrent.lstm_embed_*'s workspace: room for either of its paths
+    (the table's, or a gather into the plain LSTM kernels' workspace)."""
+    plain = _workspace("LSTM", 1, t, d, h, backward)
+    plain = (plain[0] + (2 if backward else 1) * t * d, plain[1])
+    if backward:
+        table = (t * (h + 1) + 8 * h * t + t * h + 3 * h, 4 * h * h + 8 * h * d + 4 * h * (h + d + 1)
+                 + 4 * h * (h + 1) + 4 * h * v)
+    else:
+        table = ((t + 1) * h + 5 * h, 4 * h * (h + d + 1) + 4 * h * h + 4 * h * d + 4 * h * v)
+    return max(plain[0], table[0]), max(plain[1], table[1])
+
+
 def _ws(ctx: Any, n: Node, name: str, per_example: int, const: int) -> Any:
     k = per_example + const  # a batched buffer: at least B·per_example + const elements for any B ≥ 1
     return ctx.view(ctx.buf(name, (k,), kind="ws", per_step=False), (f"B*{k}",))
@@ -48,7 +74,6 @@ def forward_fused(ctx: Any, n: Node) -> None:
     cell = n.attrs["cell"]
     roles, saves = CELLS[cell]
     steps = n.attrs["steps"]
-    xs = ctx.vals[n.inputs[0]]
     t_in = ctx.shape_of(n.inputs[0])
     d = t_in.shape[1]
     h = n.outputs[1].shape[0]
@@ -69,10 +94,17 @@ def forward_fused(ctx: Any, n: Node) -> None:
         outs.append(b)
     save_bufs = [low.new_buf(f"{n.name}.{name}", (steps, k * h), "f", True, 0, "save") for name, k in saves]
     params = [Param(f"{n.name}.{r}") if f"{n.name}.{r}" in ctx.ir.params else _empty(ctx, 1) for r in roles]
+    emb = _embedding(ctx, n)
+    if emb is not None:  # the ids and the table in place of the embedded sequence
+        ws = _ws(ctx, n, "ws", *_embed_workspace(steps, emb.attrs["vocab"], d, h, False))
+        ctx.emit("recurrent.lstm_embed_forward", ctx.vals[emb.inputs[0]], Param(emb.params["weight"]), *inits,
+                 *params, n.attrs["reverse"], outs[0], *outs[1:], *save_bufs, ws, note=f"fused, with {emb.name}")
+        ctx.saved[n.id] = {"fused": True, "inits": inits, "outs": outs, "saves": save_bufs}
+        return
     per, const = _workspace(cell, 1, steps, d, h, False)
     ws = _ws(ctx, n, "ws", per, const)
     name = cell.lower()
-    ctx.emit(f"recurrent.{name}_forward", xs, *inits, *params, n.attrs["reverse"], outs[0], *outs[1:], *save_bufs,
+    ctx.emit(f"recurrent.{name}_forward", ctx.vals[n.inputs[0]], *inits, *params, n.attrs["reverse"], outs[0], *outs[1:], *save_bufs,
              ws, note="fused")
     ctx.saved[n.id] = {"fused": True, "inits": inits, "outs": outs, "saves": save_bufs}
 
@@ -92,10 +124,17 @@ def backward_fused(ctx: Any, n: Node, gouts: list[Any]) -> None:
             ctx.emit("util.zero", z, note="no gradient flows back here")
             g = z
         grads_out.append(g)
-    gx = ctx.grad_target(n.inputs[0])
-    need_gx = gx is not None
-    if gx is None:
-        gx = _empty(ctx, 3)
+    emb = _embedding(ctx, n)
+    if emb is not None:  # the table's gradient in place of the sequence's
+        gx = ctx.pgrad(emb, "weight")
+        need_gx = gx is not None
+        if gx is None:
+            gx = _empty(ctx, 2)
+    else:
+        gx = ctx.grad_target(n.inputs[0])
+        need_gx = gx is not None
+        if gx is None:
+            gx = _empty(ctx, 3)
     nstates = len(n.outputs) - 1
     ginit = []
     need_g0 = False
@@ -116,13 +155,24 @@ def backward_fused(ctx: Any, n: Node, gouts: list[Any]) -> None:
         else:
             pgrads.append(_empty(ctx, 1 if r.endswith("bias") else 2))
     weights = [Param(f"{n.name}.{r}") for r in roles if r.endswith("weight")]
-    per, const = _workspace(cell, 1, steps, d, h, True)
-    ws = _ws(ctx, n, "ws_bwd", per, const)
-    xs = ctx.vals[n.inputs[0]]
-    name = cell.lower()
-    args: list[Any] = [grads_out[0], *grads_out[1:], xs, *sv["inits"], *weights, sv["outs"][0], *sv["saves"],
+    if emb is not None:
+        ws = _ws(ctx, n, "ws_bwd", *_embed_workspace(steps, emb.attrs["vocab"], d, h, True))
+        xs = [ctx.vals[emb.inputs[0]], Param(emb.params["weight"])]
+        name = "lstm_embed"
+    else:
+        per, const = _workspace(cell, 1, steps, d, h, True)
+        ws = _ws(ctx, n, "ws_bwd", per, const)
+        xs = [ctx.vals[n.inputs[0]]]
+        name = cell.lower()
+    args: list[Any] = [grads_out[0], *grads_out[1:], *xs, *sv["inits"], *weights, sv["outs"][0], *sv["saves"],
                        n.attrs["reverse"], gx, *ginit, *pgrads, need_gx, need_g0, ws]
-    ctx.emit(f"recurrent.{name}_backward", *args, note="fused BPTT")
+    ctx.emit(f"recurrent.{name}_backward", *args, note="fused BPTT" + (f", with {emb.name}" if emb else ""))
+
+
+def _embedding(ctx: Any, n: Node) -> Node | None:
+    """The embedding whose ids and table the LSTM n reads itself (`fuse_embeddings`), if any."""
+    e = ctx.low.fused_embeds.get(n.id) if ctx.ir is ctx.low.ir else None
+    return None if e is None else ctx.ir.node(e)
 
 
 class _Holder:

@@ -36,6 +36,9 @@ class Lowering:
     # conv node id -> the activation's op, and activation node id -> conv node id
     fused_acts: dict[int, str] = field(default_factory=dict)
     fused_into: dict[int, int] = field(default_factory=dict)
+    # embedding -> LSTM pairs that lower to one kernel pair (`fused_rnn.fuse_embeddings`): unroll node id ->
+    # the embedding's node id (which then lowers to nothing of its own)
+    fused_embeds: dict[int, int] = field(default_factory=dict)
 
     def new_buf(self, name: str, shape: tuple[int, ...], dtype: str = "f", batched: bool = True, steps: int = 0,
                 kind: str = "act") -> Buf:
@@ -217,7 +220,10 @@ def lower(net: Any, train: bool, fetch: list[str] | None = None, backward: bool 
     roots = list(ir.outputs.values()) + list(fetch_vals.values()) + ([ir.loss] if with_loss else [])
     needed = reaches(ir, roots)
     if fuse:
+        from .fused_rnn import fuse_embeddings
+
         fuse_activations(low, ir, roots)
+        fuse_embeddings(low, ir, roots)
     for n in ir:
         if n.id not in needed:
             continue
@@ -259,6 +265,9 @@ def fuse_activations(low: Lowering, ir: IR, roots: list[Value]) -> None:
 
 
 def forward_node(ctx: Ctx, n: Node) -> None:
+    if ctx.ir is ctx.low.ir and n.id in ctx.low.fused_embeds.values():  # its LSTM reads the ids and the table
+        ctx.saved[n.id] = {}
+        return
     if ctx.ir is ctx.low.ir and n.id in ctx.low.fused_into:  # computed by its convolution: share its buffer
         conv = Value(ctx.low.fused_into[n.id])
         ctx.out_bufs[Value(n.id)] = ctx.out_bufs[conv]

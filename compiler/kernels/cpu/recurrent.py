@@ -45,6 +45,12 @@ from numba import njit
 
 from . import fastmath as fm
 from ._common import add_bias, bias_grad, carve, pdot, pdot_tn
+from .recurrent_embed import (  # noqa: F401 - the LSTM fed by an embedding, re-exported with the cells
+    lstm_embed_backward,
+    lstm_embed_backward_workspace_size,
+    lstm_embed_forward,
+    lstm_embed_forward_workspace_size,
+)
 from .recurrent_lstm import (  # noqa: F401 - the LSTM kernels, re-exported with the other cells
     lstm_backward,
     lstm_backward_workspace_size,

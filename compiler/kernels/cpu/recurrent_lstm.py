@@ -147,7 +147,8 @@ def lstm_forward(xs, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, reverse, ys, hT, cT
     _fill_inputs(xs, reverse, H, Z)
     _transpose_into(h0, Z[0, :H])
     _transpose_into(c0, c0T)
-    _lstm_fwd_steps(nl, W, Z, G, C, c0T, rec)
+    P, ids = _no_table(ws)
+    _lstm_fwd_steps(nl, W, Z, G, C, c0T, rec, P, ids, reverse)
     _transpose_into(Z[T, :H], hT)
     _transpose_into(C[T - 1], cT)
     _write_states(Z, reverse, ys)
@@ -164,36 +165,53 @@ def _write_states(Z, reverse, ys):
 
 
 @njit(cache=True, error_model="numpy")
-def _lstm_fwd_steps(nl, W, Z, G, C, c0T, rec):
+def _no_table(ws):
+    # (P or S, ids) of the lanes when every input term comes from the GEMM: (0, 0) both (only
+    # recurrent_embed.py's table path has them; an array allocated here, not a global, so that both kernels
+    # pass the same types and share one compiled step loop)
+    return carve(ws, 0, (0, 0))[0], np.empty((0, 0), np.int64)
+
+
+@njit(cache=True, error_model="numpy")
+def _lstm_fwd_steps(nl, W, Z, G, C, c0T, rec, P, ids, reverse):
+    # P (4H, V) and ids (B, T): the table path's input terms (recurrent_embed.py), else (0, 0) both
     fast = G.itemsize == 4  # float32: the vectorisable tanh/sigmoid (fastmath.py)
     T = G.shape[0]
     H = C.shape[1]
     for s in range(T):
+        t = T - 1 - s if reverse else s
         if nl <= 1:
-            _lstm_fwd_lane(0, H, s, W, Z, G, C, c0T, rec, fast)
+            _lstm_fwd_lane(0, H, s, t, W, Z, G, C, c0T, rec, P, ids, fast)
         else:
-            _lstm_fwd_step_lanes(nl, s, W, Z, G, C, c0T, rec, fast)
+            _lstm_fwd_step_lanes(nl, s, t, W, Z, G, C, c0T, rec, P, ids, fast)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def _lstm_fwd_step_lanes(nl, s, W, Z, G, C, c0T, rec, fast):
+def _lstm_fwd_step_lanes(nl, s, t, W, Z, G, C, c0T, rec, P, ids, fast):
     H = C.shape[1]
     for lane in prange(nl):
-        _lstm_fwd_lane(lane * H // nl, (lane + 1) * H // nl, s, W, Z, G, C, c0T, rec, fast)
+        _lstm_fwd_lane(lane * H // nl, (lane + 1) * H // nl, s, t, W, Z, G, C, c0T, rec, P, ids, fast)
 
 
 @njit(cache=True, error_model="numpy")
-def _lstm_fwd_lane(j0, j1, s, W, Z, G, C, c0T, rec, fast):
-    # units j0 .. j1-1 at step s: W rows 4*j0 .. 4*j1-1 (4n, H + D + 1) x Z[s] (H + D + 1, B) -> their rows
-    # of rec, biases included, then of G[s] (4H, B), C[s] (H, B) and h_s in Z[s + 1]. Each gate's rows of
-    # the lane are one contiguous block in rec, G, C and Z, so every loop runs flat over n·B elements (rows
-    # of B elements each were loops of 32, whose set-up and alias checks cost more than their arithmetic)
+def _lstm_fwd_lane(j0, j1, s, t, W, Z, G, C, c0T, rec, P, ids, fast):
+    # units j0 .. j1-1 at step s (time t): W rows 4*j0 .. 4*j1-1 (4n, K) x Z[s] (K, B) -> their rows of rec,
+    # biases included, then of G[s] (4H, B), C[s] (H, B) and h_s in Z[s + 1]. Each gate's rows of the lane
+    # are one contiguous block in rec, G, C and Z, so every loop runs flat over n·B elements (rows of B
+    # elements each were loops of 32, whose set-up and alias checks cost more than their arithmetic). With a
+    # table P (4H, V) the GEMM is the recurrent term alone and each example adds its token's column of P
     H = C.shape[1]
     B = C.shape[2]
     n = j1 - j0
     L = n * B
     r0 = 4 * j0
     np.dot(W[r0:r0 + 4 * n], Z[s], rec[r0:r0 + 4 * n])
+    if P.shape[0] > 0:
+        for r in range(r0, r0 + 4 * n):
+            pr = P[r]
+            rr = rec[r]
+            for b in range(B):
+                rr[b] += pr[ids[b, t]]
     for k in range(3):
         _sigmoid_flat(rec[r0 + k * n:r0 + (k + 1) * n].reshape(L), G[s, k * H + j0:k * H + j1].reshape(L), fast)
     rg = rec[r0 + 3 * n:r0 + 4 * n].reshape(L)
@@ -245,7 +263,8 @@ def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, r
     _transpose_into(ghT, dh)
     _transpose_into(gcT, dc)
     _transpose_into(c0, c0T)
-    _lstm_bwd_steps(nl, need_gh0, WhT, G, C, c0T, gyT, dGs, dh, dc)
+    S, ids = _no_table(ws)
+    _lstm_bwd_steps(nl, need_gh0, WhT, G, C, c0T, gyT, dGs, dh, dc, S, ids, reverse)
     if need_gh0:
         _transpose_into(dh, gh0)
         _transpose_into(dc, gc0)
@@ -342,17 +361,20 @@ def _unpack_lanes(gW, H, nl, k, gw, gb):
 
 
 @njit(cache=True, error_model="numpy")
-def _lstm_bwd_steps(nl, need_gh0, WhT, G, C, c0T, gyT, dGs, dh, dc):
+def _lstm_bwd_steps(nl, need_gh0, WhT, G, C, c0T, gyT, dGs, dh, dc, S, ids, reverse):
     # BPTT, steps in reverse processing order: dh/dc (H, B) hold the gradients of the final state and are
     # left holding those of the initial one; dGs (T, 4H, B) gets every step's pre-activation gradients, rows
-    # in lane order (each step's are the next one's GEMM operand, in place)
+    # in lane order (each step's are the next one's GEMM operand, in place). With ids (B, T) (the table
+    # path, recurrent_embed.py) each example's gate gradients also add into its token's column of S (4H, V)
     fast = G.itemsize == 4
     one = np.ones(1, G.dtype)[0]  # 1 in the data's dtype: a float64 1.0 would widen the float32 loops
     T = G.shape[0]
     H = dh.shape[0]
     for i in range(T + 1 if need_gh0 else T):
         s = T - 1 - i  # i == T only forms dh of the initial state
-        args = (s, i > 0, i < T, WhT, G, C, c0T, gyT, dGs[min(s + 1, T - 1)], dGs[max(s, 0)], dh, dc, fast, one)
+        t = T - 1 - s if reverse else s
+        args = (s, t, i > 0, i < T, WhT, G, C, c0T, gyT, dGs[min(s + 1, T - 1)], dGs[max(s, 0)], dh, dc, S, ids,
+                fast, one)
         if nl <= 1:
             _lstm_bwd_lane(0, H, *args)
         else:
@@ -360,18 +382,19 @@ def _lstm_bwd_steps(nl, need_gh0, WhT, G, C, c0T, gyT, dGs, dh, dc):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def _lstm_bwd_step_lanes(nl, s, chain, gates, WhT, G, C, c0T, gyT, dprev, dnext, dh, dc, fast, one):
+def _lstm_bwd_step_lanes(nl, s, t, chain, gates, WhT, G, C, c0T, gyT, dprev, dnext, dh, dc, S, ids, fast, one):
     H = dh.shape[0]
     for lane in prange(nl):
-        _lstm_bwd_lane(lane * H // nl, (lane + 1) * H // nl, s, chain, gates, WhT, G, C, c0T, gyT, dprev,
-                       dnext, dh, dc, fast, one)
+        _lstm_bwd_lane(lane * H // nl, (lane + 1) * H // nl, s, t, chain, gates, WhT, G, C, c0T, gyT, dprev,
+                       dnext, dh, dc, S, ids, fast, one)
 
 
 @njit(cache=True, error_model="numpy")
-def _lstm_bwd_lane(j0, j1, s, chain, gates, WhT, G, C, c0T, gyT, dprev, dnext, dh, dc, fast, one):
+def _lstm_bwd_lane(j0, j1, s, t, chain, gates, WhT, G, C, c0T, gyT, dprev, dnext, dh, dc, S, ids, fast, one):
     # units j0 .. j1-1 at step s: dprev (4H, B) the dgates of step s+1 by lanes (when chain) -> their rows of
-    # dh = WhT @ dprev; then (when gates) their dgates into dnext (4H, B) by lanes, and dc. As in the
-    # forward, each gate's rows of the lane are contiguous: every loop runs flat over n·B elements
+    # dh = WhT @ dprev; then (when gates) their dgates into dnext (4H, B) by lanes, and dc (and, with a
+    # table S, into the tokens' columns of S). As in the forward, each gate's rows of the lane are
+    # contiguous: every loop runs flat over n·B elements
     H = dh.shape[0]
     B = dh.shape[1]
     n = j1 - j0
@@ -412,5 +435,9 @@ def _lstm_bwd_lane(j0, j1, s, chain, gates, WhT, G, C, c0T, gyT, dprev, dnext, d
         dg[e] = dct * iv * (one - gv * gv)
     for e in range(L):
         dcj[e] = dcj[e] * gf[e]
-
-
+    if S.shape[0] > 0:
+        for r in range(r0, r0 + 4 * n):
+            sr = S[r]
+            dr = dnext[r]
+            for b in range(B):
+                sr[ids[b, t]] += dr[b]

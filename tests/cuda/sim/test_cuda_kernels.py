@@ -597,6 +597,37 @@ for _cellname in ("rnn", "lstm", "gru"):
         case("recurrent", f"{_cellname}_backward", "reverse" if _rev else "")(_b)
 
 
+# the LSTM fed by an embedding: V 5 <= T·B 6 takes the CPU's table of input terms, V 9 its gather; the device
+# always gathers
+for _V in (5, 9):
+    for _rev in (False, True):
+        def _f(rng, dt, V=_V, rev=_rev):
+            ids = rng.integers(0, V, (_B, _T)).astype(np.int64)
+            ids[0, :2] = V - 1
+            states = [R(rng, dt, _B, _Hh) for _ in range(2)]
+            outs = [R(rng, dt, _B, _T, _Hh), R(rng, dt, _B, _Hh), R(rng, dt, _B, _Hh)]
+            saves = [R(rng, dt, _B, _T, 4 * _Hh), R(rng, dt, _B, _T, _Hh)]
+            n = cpu_recurrent.lstm_embed_forward_workspace_size(_B, _T, V, _D, _Hh)
+            return [ids, R(rng, dt, V, _D), *states, *_cell(rng, dt, "lstm"), rev, *outs, *saves,
+                    Ws(np.zeros(n, dt))]
+
+        case("recurrent", "lstm_embed_forward", f"V{_V}" + (" reverse" if _rev else ""))(_f)
+
+        def _b(rng, dt, V=_V, rev=_rev):
+            host = [a.a if isinstance(a, Ws) else a for a in _f(rng, dt, V, rev)]
+            cpu_recurrent.lstm_embed_forward(*host)
+            ids, table, h0, c0 = host[:4]
+            params = host[4:12]
+            ys, saves = host[13], host[16:18]
+            gouts = [R(rng, dt, _B, _T, _Hh), R(rng, dt, _B, _Hh), R(rng, dt, _B, _Hh)]
+            g0 = [R(rng, dt, _B, _Hh) for _ in range(2)]
+            pg = [R(rng, dt, *p.shape) for p in params]
+            n = cpu_recurrent.lstm_embed_backward_workspace_size(_B, _T, V, _D, _Hh)
+            return [*gouts, ids, table, h0, c0, *params[0::2], ys, *saves, rev, R(rng, dt, V, _D), *g0, *pg,
+                    True, True, Ws(np.zeros(n, dt))]
+
+        case("recurrent", "lstm_embed_backward", f"V{_V}" + (" reverse" if _rev else ""))(_b)
+
 # util
 @case("util", "copy", "same")
 def _(rng, dt):

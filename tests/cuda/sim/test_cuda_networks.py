@@ -66,7 +66,7 @@ def tokens(batch=2, seq=4, vocab=11, seed=0):
 
 def test_char_lstm_training_step_matches_cpu():
     _, cpu, gpu = pair(CHAR_LSTM)
-    assert isinstance(gpu, CudaProgram) and "recurrent.lstm_forward" in gpu.code()  # the fused kernels
+    assert isinstance(gpu, CudaProgram) and "recurrent.lstm_embed_forward" in gpu.code()  # the fused kernels
     assert_step_matches(cpu, gpu, tokens())
 
 
@@ -166,7 +166,7 @@ def test_program_api_on_device_arrays():
     with pytest.raises(SpecError, match="at most 2"):
         gpu.loss(tokens(batch=3))
     rows = gpu.profile(x, steps=1, warmup=0)
-    assert rows[-1]["kernel"] == "(overhead)" and any(r["kernel"] == "recurrent.lstm_backward" for r in rows)
+    assert rows[-1]["kernel"] == "(overhead)" and any(r["kernel"] == "recurrent.lstm_embed_backward" for r in rows)
 
 
 def test_optimizer_updates_device_parameters_like_the_cpu():
