@@ -21,6 +21,10 @@ CELLS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, int], ...]]] = {
 }
 
 
+# recurrent_lstm.GATE_PAD: the padding of the LSTM backward's gate-gradient rows
+_GATE_PAD = 16
+
+
 def fusable(ctx: Any, n: Node) -> bool:
     return bool(n.attrs.get("prelude")) and n.attrs["cell"] in CELLS and not ctx.steps
 
@@ -45,7 +49,8 @@ def _workspace(cell: str, b: int, t: int, d: int, h: int, backward: bool) -> tup
     if cell == "LSTM":
         hd = h + d
         if backward:
-            return (t * (hd + 1) + 8 * h * t + t * h + t * d + 3 * h, 4 * h * h + 4 * h * d + 4 * h * (hd + 1))
+            return (t * (hd + 1) + 4 * h * t + 4 * h + t * h + t * d + 3 * h,
+                    4 * h * h + 4 * h * d + 4 * h * (hd + 1) + 4 * h * _GATE_PAD)
         return ((t + 1) * (hd + 1) + 5 * h, 4 * h * (hd + 1))
     w = 3 * h * d + 3 * h * h
     return (5 * t * h + t * d + 6 * h, 2 * w) if backward else (4 * h, w)
@@ -57,8 +62,8 @@ def _embed_workspace(t: int, v: int, d: int, h: int, backward: bool) -> tuple[in
     plain = _workspace("LSTM", 1, t, d, h, backward)
     plain = (plain[0] + (2 if backward else 1) * t * d, plain[1])
     if backward:
-        table = (t * (h + 1) + 8 * h * t + t * h + 3 * h, 4 * h * h + 8 * h * d + 4 * h * (h + d + 1)
-                 + 4 * h * (h + 1) + 4 * h * v)
+        table = (t * (h + 1) + 4 * h * t + 4 * h + t * h + 3 * h, 4 * h * h + 8 * h * d + 4 * h * (h + d + 1)
+                 + 4 * h * (h + 1) + 4 * h * v + 4 * h * _GATE_PAD)
     else:
         table = ((t + 1) * h + 5 * h, 4 * h * (h + d + 1) + 4 * h * h + 4 * h * d + 4 * h * v)
     return max(plain[0], table[0]), max(plain[1], table[1])

@@ -189,10 +189,12 @@ def reaches(ir: IR, targets: list[Value]) -> set[int]:
     return live
 
 
-def count_param_writers(ir: IR, mult: int, counts: dict[str, int]) -> None:
+def count_param_writers(ir: IR, mult: int, counts: dict[str, int], once: frozenset[int] = frozenset()) -> None:
+    """How many times the backward writes each parameter's gradient (`once`: unrolls whose fused kernel writes
+    its cell's gradients once, where an unrolled body writes them at every step)."""
     for n in ir:
         if n.body is not None:
-            count_param_writers(n.body, 2, counts)  # every step writes: always accumulate
+            count_param_writers(n.body, 1 if n.id in once else 2, counts)  # every step writes: accumulate
         for p in n.params.values():
             counts[p] = counts.get(p, 0) + mult
 
@@ -300,7 +302,8 @@ def backward_pass(ctx: Ctx, ir: IR, loss: Value) -> None:
     """Reverse walk from the loss (seeded with gradient 1)."""
     low = ctx.low
     counts: dict[str, int] = {}
-    count_param_writers(ir, 1, counts)
+    fused = frozenset(i for i, sv in ctx.saved.items() if sv.get("fused"))
+    count_param_writers(ir, 1, counts, fused)
     low.accumulate_params = {p for p, c in counts.items() if c > 1 and ir.params[p].trainable}
     for p in sorted(low.accumulate_params):
         ctx.items.append(Call("util.zero", [Grad(p)], None, "zero"))

@@ -21,11 +21,12 @@ and ``gxs`` / ``need_gx`` by ``gtable (V, D)`` / ``need_gtable`` (the table's gr
 import numpy as np
 from numba import njit
 
-from ._common import carve, pdot_tn
+from ._common import carve
+from .blas import gemm_rows
 from .embed import embedding_backward, embedding_forward
 from .recurrent_lstm import (
+    GATE_PAD,
     _check_gate,
-    _gates_by_rows,
     _lstm_bwd_steps,
     _lstm_fwd_steps,
     _pack_bwd,
@@ -46,8 +47,8 @@ def lstm_embed_workspace_parts(T: int, V: int, D: int, H: int, backward: bool) -
     """(per-example part, constant part) of the workspace: the larger of each over the two paths, so that
     ``B * per + const`` elements hold either path at any batch B."""
     if backward:
-        table = (T * (H + 1) + 8 * H * T + T * H + 3 * H,
-                 4 * H * H + 2 * 4 * H * D + 4 * H * (H + D + 1) + 4 * H * (H + 1) + 4 * H * V)
+        table = (T * (H + 1) + 4 * H * T + 4 * H + T * H + 3 * H,
+                 4 * H * H + 2 * 4 * H * D + 4 * H * (H + D + 1) + 4 * H * (H + 1) + 4 * H * V + 4 * H * GATE_PAD)
         plain = (2 * T * D + lstm_backward_workspace_size(1, T, D, H) - lstm_backward_workspace_size(0, T, D, H),
                  lstm_backward_workspace_size(0, T, D, H))
     else:
@@ -165,8 +166,8 @@ def lstm_embed_backward(gys, ghT, gcT, ids, table, h0, c0, wf, wi, wo, wg, ys, s
     gWx, o = carve(ws, o, (4 * H, D))
     S, o = carve(ws, o, (4 * H, V))
     Zc, o = carve(ws, o, (T * B, H + 1))
-    dGs, o = carve(ws, o, (T, 4 * H, B))
-    dGt, o = carve(ws, o, (T * B, 4 * H))
+    dG, o = carve(ws, o, (4 * H, T * B + GATE_PAD))
+    cur, o = carve(ws, o, (4 * H, B))
     gyT, o = carve(ws, o, (T, H, B))
     dh, o = carve(ws, o, (H, B))
     dc, o = carve(ws, o, (H, B))
@@ -181,15 +182,14 @@ def lstm_embed_backward(gys, ghT, gcT, ids, table, h0, c0, wf, wi, wo, wg, ys, s
     _transpose_into(ghT, dh)
     _transpose_into(gcT, dc)
     _transpose_into(c0, c0T)
-    _lstm_bwd_steps(nl, need_gh0, WhT, G, C, c0T, gyT, dGs, dh, dc, S, ids, reverse)
+    _lstm_bwd_steps(nl, need_gh0, WhT, G, C, c0T, gyT, dG, cur, dh, dc, S, ids, reverse)
     if need_gh0:
         _transpose_into(dh, gh0)
         _transpose_into(dc, gc0)
     # the recurrent weights' and the biases' gradients: [h_prev, 1] of every step, as the plain kernel's
     # operand without its x columns (an input of width 0)
     _prev_inputs(carve(ws, 0, (B, T, 0))[0], ys, h0, reverse, Zc)
-    _gates_by_rows(dGs, dGt)
-    pdot_tn(dGt, Zc, gW)
+    gemm_rows(dG, Zc, gW)
     np.dot(S, table, gWx)
     if need_gtable:
         np.dot(S.T, Wx, gtable)

@@ -29,7 +29,8 @@ import numpy as np
 from numba import njit, prange
 
 from . import fastmath as fm
-from ._common import _SPLIT_MACS, LANES, carve, pdot, pdot_tn
+from ._common import _SPLIT_MACS, LANES, carve
+from .blas import gemm_ld, gemm_rows, gemm_tn_rows
 
 
 def lstm_forward_workspace_size(B, T, D, H):
@@ -42,11 +43,15 @@ def lstm_forward_workspace_size(B, T, D, H):
 def lstm_backward_workspace_size(B, T, D, H):
     """Elements of ``ws`` for ``lstm_backward``: Wh^T (H, 4H) and Wx (4H, D) by lanes, the weight and bias
     gradients (4H, H + D + 1), the previous states and inputs of every step with a column of ones
-    (T·B, H + D + 1), the gate gradients of every step as the lanes write them (T, 4H, B) and transposed
-    (T·B, 4H), the output gradients unit-major (T, H, B), the input gradients by step (T·B, D), and dh, dc
-    and c0 unit-major."""
-    return (4 * H * H + 4 * H * D + 4 * H * (H + D + 1) + T * B * (H + D + 1) + 8 * H * T * B + T * H * B
-            + T * B * D + 3 * H * B)
+    (T·B, H + D + 1), the gate gradients of every step (4H, T·B + GATE_PAD) and of one (4H, B), the output gradients unit-major
+    (T, H, B), the input gradients by step (T·B, D), and dh, dc and c0 unit-major."""
+    return (4 * H * H + 4 * H * D + 4 * H * (H + D + 1) + T * B * (H + D + 1) + 4 * H * (T * B + GATE_PAD)
+            + 4 * H * B + T * H * B + T * B * D + 3 * H * B)
+
+
+# the gate gradients' rows are T·B + GATE_PAD elements apart: whole multiples of 4 KiB (T·B = 2048 floats for
+# the char-LSTM) would put a step's 4H rows, which the lanes write together, into the same few cache sets
+GATE_PAD = 16
 
 
 @njit(cache=True, error_model="numpy")
@@ -249,8 +254,8 @@ def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, r
     Wx, o = carve(ws, o, (4 * H, D))
     gW, o = carve(ws, o, (4 * H, HD + 1))
     Zc, o = carve(ws, o, (T * B, HD + 1))
-    dGs, o = carve(ws, o, (T, 4 * H, B))
-    dGt, o = carve(ws, o, (T * B, 4 * H))
+    dG, o = carve(ws, o, (4 * H, T * B + GATE_PAD))
+    cur, o = carve(ws, o, (4 * H, B))
     gyT, o = carve(ws, o, (T, H, B))
     gx, o = carve(ws, o, (T * B, D))
     dh, o = carve(ws, o, (H, B))
@@ -264,20 +269,19 @@ def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, r
     _transpose_into(gcT, dc)
     _transpose_into(c0, c0T)
     S, ids = _no_table(ws)
-    _lstm_bwd_steps(nl, need_gh0, WhT, G, C, c0T, gyT, dGs, dh, dc, S, ids, reverse)
+    _lstm_bwd_steps(nl, need_gh0, WhT, G, C, c0T, gyT, dG, cur, dh, dc, S, ids, reverse)
     if need_gh0:
         _transpose_into(dh, gh0)
         _transpose_into(dc, gc0)
     _prev_inputs(xs, ys, h0, reverse, Zc)
-    _gates_by_rows(dGs, dGt)
     # every weight gradient, and in the last column (Zc's ones) every bias gradient, rows in lane order
-    pdot_tn(dGt, Zc, gW)
+    gemm_rows(dG, Zc, gW)
     _unpack_lanes(gW, H, nl, 0, gwf, gbf)
     _unpack_lanes(gW, H, nl, 1, gwi, gbi)
     _unpack_lanes(gW, H, nl, 2, gwo, gbo)
     _unpack_lanes(gW, H, nl, 3, gwg, gbg)
     if need_gx:
-        pdot(dGt, Wx, gx)
+        gemm_tn_rows(dG, Wx, gx)
         for s in range(T):
             t = T - 1 - s if reverse else s
             for b in range(B):
@@ -295,16 +299,6 @@ def _steps_transposed(gys, reverse, gyT):
         for s in range(lane * T // LANES, (lane + 1) * T // LANES):
             t = T - 1 - s if reverse else s
             _transpose_into(gys[:, t], gyT[s])
-
-
-@njit(cache=True, error_model="numpy", parallel=True)
-def _gates_by_rows(dGs, dGt):
-    # dGs (T, 4H, B), each step's gate gradients as the lanes wrote them -> dGt (T·B, 4H), row s·B + b, for
-    # the weight and input gradients' GEMMs; the steps split over the lanes
-    T, B = dGs.shape[0], dGs.shape[2]
-    for lane in prange(LANES):
-        for s in range(lane * T // LANES, (lane + 1) * T // LANES):
-            _transpose_into(dGs[s], dGt[s * B:(s + 1) * B])
 
 
 @njit(cache=True, error_model="numpy")
@@ -361,11 +355,12 @@ def _unpack_lanes(gW, H, nl, k, gw, gb):
 
 
 @njit(cache=True, error_model="numpy")
-def _lstm_bwd_steps(nl, need_gh0, WhT, G, C, c0T, gyT, dGs, dh, dc, S, ids, reverse):
+def _lstm_bwd_steps(nl, need_gh0, WhT, G, C, c0T, gyT, dG, cur, dh, dc, S, ids, reverse):
     # BPTT, steps in reverse processing order: dh/dc (H, B) hold the gradients of the final state and are
-    # left holding those of the initial one; dGs (T, 4H, B) gets every step's pre-activation gradients, rows
-    # in lane order (each step's are the next one's GEMM operand, in place). With ids (B, T) (the table
-    # path, recurrent_embed.py) each example's gate gradients also add into its token's column of S (4H, V)
+    # left holding those of the initial one; dG (4H, T·B + pad) gets every step's pre-activation gradients,
+    # rows in lane order, step s in columns s·B .. s·B+B-1 (each step's are the next one's GEMM operand, in
+    # place). With ids (B, T) (the table path, recurrent_embed.py) each example's gate gradients also add
+    # into its token's column of S (4H, V)
     fast = G.itemsize == 4
     one = np.ones(1, G.dtype)[0]  # 1 in the data's dtype: a float64 1.0 would widen the float32 loops
     T = G.shape[0]
@@ -373,8 +368,9 @@ def _lstm_bwd_steps(nl, need_gh0, WhT, G, C, c0T, gyT, dGs, dh, dc, S, ids, reve
     for i in range(T + 1 if need_gh0 else T):
         s = T - 1 - i  # i == T only forms dh of the initial state
         t = T - 1 - s if reverse else s
-        args = (s, t, i > 0, i < T, WhT, G, C, c0T, gyT, dGs[min(s + 1, T - 1)], dGs[max(s, 0)], dh, dc, S, ids,
-                fast, one)
+        B = dh.shape[1]
+        args = (s, t, i > 0, i < T, WhT, G, C, c0T, gyT, dG[:, min(s + 1, T - 1) * B:],
+                dG[:, max(s, 0) * B:], cur, dh, dc, S, ids, fast, one)
         if nl <= 1:
             _lstm_bwd_lane(0, H, *args)
         else:
@@ -382,26 +378,31 @@ def _lstm_bwd_steps(nl, need_gh0, WhT, G, C, c0T, gyT, dGs, dh, dc, S, ids, reve
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def _lstm_bwd_step_lanes(nl, s, t, chain, gates, WhT, G, C, c0T, gyT, dprev, dnext, dh, dc, S, ids, fast, one):
+def _lstm_bwd_step_lanes(nl, s, t, chain, gates, WhT, G, C, c0T, gyT, dprev, dnext, cur, dh, dc, S, ids, fast,
+                         one):
     H = dh.shape[0]
     for lane in prange(nl):
         _lstm_bwd_lane(lane * H // nl, (lane + 1) * H // nl, s, t, chain, gates, WhT, G, C, c0T, gyT, dprev,
-                       dnext, dh, dc, S, ids, fast, one)
+                       dnext, cur, dh, dc, S, ids, fast, one)
 
 
 @njit(cache=True, error_model="numpy")
-def _lstm_bwd_lane(j0, j1, s, t, chain, gates, WhT, G, C, c0T, gyT, dprev, dnext, dh, dc, S, ids, fast, one):
-    # units j0 .. j1-1 at step s: dprev (4H, B) the dgates of step s+1 by lanes (when chain) -> their rows of
-    # dh = WhT @ dprev; then (when gates) their dgates into dnext (4H, B) by lanes, and dc (and, with a
-    # table S, into the tokens' columns of S). As in the forward, each gate's rows of the lane are
-    # contiguous: every loop runs flat over n·B elements
+def _lstm_bwd_lane(j0, j1, s, t, chain, gates, WhT, G, C, c0T, gyT, dprev, dnext, cur, dh, dc, S, ids, fast,
+                   one):
+    # units j0 .. j1-1 at step s: dprev (4H, B) the dgates of step s+1 by lanes (when chain; rows ld apart,
+    # a block of dG) -> their rows of dh = WhT @ dprev; then (when gates) their dgates, by lanes, into cur
+    # (4H, B) and from there into dnext (4H, B) (a block of dG too), and dc (and, with a table S, into the
+    # tokens' columns of S). As in the forward, each gate's rows of the lane are contiguous in cur and the
+    # saved states, so every loop runs flat over n·B elements; written straight into dG's rows of B, the
+    # loops ran 3.5 ms slower for the char-LSTM
     H = dh.shape[0]
     B = dh.shape[1]
     n = j1 - j0
     L = n * B
     r0 = 4 * j0
     if chain:
-        np.dot(WhT[j0:j1], dprev, dh[j0:j1])
+        gemm_ld(False, False, n, B, 4 * H, WhT[j0:], 4 * H, dprev, dprev.strides[0] // dprev.itemsize, 0.0,
+                dh[j0:], B)
     if not gates:
         return
     # the output gate and the cell gradient, then the forget, input and candidate gates
@@ -410,7 +411,7 @@ def _lstm_bwd_lane(j0, j1, s, t, chain, gates, WhT, G, C, c0T, gyT, dprev, dnext
     go = G[s, 2 * H + j0:2 * H + j1].reshape(L)
     cn = C[s, j0:j1].reshape(L)
     dcj = dc[j0:j1].reshape(L)
-    do = dnext[r0 + 2 * n:r0 + 3 * n].reshape(L)
+    do = cur[r0 + 2 * n:r0 + 3 * n].reshape(L)
     for e in range(L):
         ov = go[e]
         tc = fm.tanh(cn[e], fast)
@@ -419,14 +420,14 @@ def _lstm_bwd_lane(j0, j1, s, t, chain, gates, WhT, G, C, c0T, gyT, dprev, dnext
         dcj[e] = dcj[e] + dht * ov * (one - tc * tc)
     cp = (C[s - 1, j0:j1] if s > 0 else c0T[j0:j1]).reshape(L)
     gf = G[s, j0:j1].reshape(L)
-    df = dnext[r0:r0 + n].reshape(L)
+    df = cur[r0:r0 + n].reshape(L)
     for e in range(L):
         fv = gf[e]
         df[e] = dcj[e] * cp[e] * fv * (one - fv)
     gi = G[s, H + j0:H + j1].reshape(L)
     gg = G[s, 3 * H + j0:3 * H + j1].reshape(L)
-    di = dnext[r0 + n:r0 + 2 * n].reshape(L)
-    dg = dnext[r0 + 3 * n:r0 + 4 * n].reshape(L)
+    di = cur[r0 + n:r0 + 2 * n].reshape(L)
+    dg = cur[r0 + 3 * n:r0 + 4 * n].reshape(L)
     for e in range(L):
         iv = gi[e]
         gv = gg[e]
@@ -435,9 +436,14 @@ def _lstm_bwd_lane(j0, j1, s, t, chain, gates, WhT, G, C, c0T, gyT, dprev, dnext
         dg[e] = dct * iv * (one - gv * gv)
     for e in range(L):
         dcj[e] = dcj[e] * gf[e]
+    for r in range(r0, r0 + 4 * n):
+        src = cur[r]
+        dst = dnext[r]
+        for b in range(B):
+            dst[b] = src[b]
     if S.shape[0] > 0:
         for r in range(r0, r0 + 4 * n):
             sr = S[r]
-            dr = dnext[r]
+            dr = cur[r]
             for b in range(B):
                 sr[ids[b, t]] += dr[b]

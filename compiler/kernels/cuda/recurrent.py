@@ -210,8 +210,8 @@ def lstm_forward_workspace_size(B, T, D, H):
 def lstm_backward_workspace_size(B, T, D, H):
     """Elements of ``ws`` for ``lstm_backward``: the CPU kernel's, as for the forward; this kernel uses W, the
     weight and bias gradients (4H, H + D + 1), Zc (T·B, H + D + 1), dG (4H, T·B), gx (T·B, D), dh and dc."""
-    return (4 * H * H + 4 * H * D + 4 * H * (H + D + 1) + T * B * (H + D + 1) + 8 * H * T * B + T * H * B
-            + T * B * D + 3 * H * B)
+    return (4 * H * H + 4 * H * D + 4 * H * (H + D + 1) + T * B * (H + D + 1) + 4 * H * (T * B + 16)
+            + 4 * H * B + T * H * B + T * B * D + 3 * H * B)
 
 
 @kernel

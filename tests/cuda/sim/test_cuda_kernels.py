@@ -601,7 +601,7 @@ for _cellname in ("rnn", "lstm", "gru"):
 # always gathers
 for _V in (5, 9):
     for _rev in (False, True):
-        def _f(rng, dt, V=_V, rev=_rev):
+        def _ef(rng, dt, V=_V, rev=_rev):
             ids = rng.integers(0, V, (_B, _T)).astype(np.int64)
             ids[0, :2] = V - 1
             states = [R(rng, dt, _B, _Hh) for _ in range(2)]
@@ -611,10 +611,10 @@ for _V in (5, 9):
             return [ids, R(rng, dt, V, _D), *states, *_cell(rng, dt, "lstm"), rev, *outs, *saves,
                     Ws(np.zeros(n, dt))]
 
-        case("recurrent", "lstm_embed_forward", f"V{_V}" + (" reverse" if _rev else ""))(_f)
+        case("recurrent", "lstm_embed_forward", f"V{_V}" + (" reverse" if _rev else ""))(_ef)
 
-        def _b(rng, dt, V=_V, rev=_rev):
-            host = [a.a if isinstance(a, Ws) else a for a in _f(rng, dt, V, rev)]
+        def _eb(rng, dt, V=_V, rev=_rev):
+            host = [a.a if isinstance(a, Ws) else a for a in _ef(rng, dt, V, rev)]
             cpu_recurrent.lstm_embed_forward(*host)
             ids, table, h0, c0 = host[:4]
             params = host[4:12]
@@ -626,7 +626,7 @@ for _V in (5, 9):
             return [*gouts, ids, table, h0, c0, *params[0::2], ys, *saves, rev, R(rng, dt, V, _D), *g0, *pg,
                     True, True, Ws(np.zeros(n, dt))]
 
-        case("recurrent", "lstm_embed_backward", f"V{_V}" + (" reverse" if _rev else ""))(_b)
+        case("recurrent", "lstm_embed_backward", f"V{_V}" + (" reverse" if _rev else ""))(_eb)
 
 # util
 @case("util", "copy", "same")
