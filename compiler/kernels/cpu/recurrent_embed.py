@@ -77,14 +77,18 @@ def _table_path(B, T, V):
 
 
 @njit(cache=True, error_model="numpy")
-def _check_ids(ids, V):
-    # numba does no bounds checks: a bad id would read foreign memory instead of failing
+def _ids_by_step(ids, V):
+    # ids (B, T) -> (T, B), the lanes' order, checked: numba does no bounds checks, and a bad id would read
+    # foreign memory instead of failing
     B, T = ids.shape
+    idsT = np.empty((T, B), np.int64)
     for b in range(B):
         for t in range(T):
             k = ids[b, t]
             if k < 0 or k >= V:
                 raise IndexError("embedding: token id out of range")
+            idsT[t, b] = k
+    return idsT
 
 
 @njit(cache=True, error_model="numpy")
@@ -95,7 +99,7 @@ def lstm_embed_forward(ids, table, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, rever
     B, T = ids.shape
     V, D = table.shape
     H = h0.shape[1]
-    _check_ids(ids, V)
+    idsT = _ids_by_step(ids, V)
     if not _table_path(B, T, V):
         xs, o = carve(ws, 0, (B, T, D))
         embedding_forward(ids.reshape(B * T), table, xs.reshape(B * T, D))
@@ -133,7 +137,7 @@ def lstm_embed_forward(ids, table, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, rever
             pr[v] += bias
     _transpose_into(h0, Z[0])
     _transpose_into(c0, c0T)
-    _lstm_fwd_steps(nl, Wh, Z, G, C, c0T, rec, P, ids, reverse)
+    _lstm_fwd_steps(nl, Wh, Z, G, C, c0T, rec, P, idsT, reverse)
     _transpose_into(Z[T], hT)
     _transpose_into(C[T - 1], cT)
     _write_states(Z, reverse, ys)
@@ -147,7 +151,7 @@ def lstm_embed_backward(gys, ghT, gcT, ids, table, h0, c0, wf, wi, wo, wg, ys, s
     B, T = ids.shape
     V, D = table.shape
     H = h0.shape[1]
-    _check_ids(ids, V)
+    idsT = _ids_by_step(ids, V)
     if not _table_path(B, T, V):
         xs, o = carve(ws, 0, (B, T, D))
         gxs, o = carve(ws, o, (B, T, D))
@@ -182,7 +186,7 @@ def lstm_embed_backward(gys, ghT, gcT, ids, table, h0, c0, wf, wi, wo, wg, ys, s
     _transpose_into(ghT, dh)
     _transpose_into(gcT, dc)
     _transpose_into(c0, c0T)
-    _lstm_bwd_steps(nl, need_gh0, WhT, G, C, c0T, gyT, dG, cur, dh, dc, S, ids, reverse)
+    _lstm_bwd_steps(nl, need_gh0, WhT, G, C, c0T, gyT, dG, cur, dh, dc, S, idsT, reverse)
     if need_gh0:
         _transpose_into(dh, gh0)
         _transpose_into(dc, gc0)
