@@ -220,6 +220,21 @@ def test_gradients_directional_larger(kind, reverse):
     check_directional(f, k.wrt(), k.backward(R, R2), rng)
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_lstm_gradients_with_the_steps_in_chunks(reverse):
+    # a batch large enough that the backward keeps its gate gradients a chunk of 2 steps at a time (T 5: chunks
+    # of 1, 2 and 2 steps), adding each chunk to the weight and input gradients once complete
+    from netdsl.compiler.kernels.cpu.recurrent_lstm import gate_chunk
+
+    B, T, H = 3000, 5, 8
+    assert gate_chunk(T, B, H) == 2
+    rng = np.random.default_rng(8)
+    k = Rec("lstm", rng, B=B, T=T, D=3, H=H, reverse=reverse, scale=0.5)
+    f, R, R2 = k.objective(rng)
+    f()
+    check_directional(f, k.wrt(), k.backward(R, R2), rng)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_need_flags_and_overwrite(kind):
     rng = np.random.default_rng(5)

@@ -22,7 +22,6 @@ import numpy as np
 from numba import njit
 
 from ._common import carve
-from .blas import gemm_rows
 from .embed import embedding_backward, embedding_forward
 from .recurrent_lstm import (
     GATE_PAD,
@@ -36,6 +35,7 @@ from .recurrent_lstm import (
     _steps_transposed,
     _transpose_into,
     _write_states,
+    gate_chunk,
     lstm_backward,
     lstm_backward_workspace_size,
     lstm_forward,
@@ -170,7 +170,7 @@ def lstm_embed_backward(gys, ghT, gcT, ids, table, h0, c0, wf, wi, wo, wg, ys, s
     gWx, o = carve(ws, o, (4 * H, D))
     S, o = carve(ws, o, (4 * H, V))
     Zc, o = carve(ws, o, (T * B, H + 1))
-    dG, o = carve(ws, o, (4 * H, T * B + GATE_PAD))
+    dG, o = carve(ws, o, (4 * H, gate_chunk(T, B, H) * B + GATE_PAD))
     cur, o = carve(ws, o, (4 * H, B))
     gyT, o = carve(ws, o, (T, H, B))
     dh, o = carve(ws, o, (H, B))
@@ -186,14 +186,14 @@ def lstm_embed_backward(gys, ghT, gcT, ids, table, h0, c0, wf, wi, wo, wg, ys, s
     _transpose_into(ghT, dh)
     _transpose_into(gcT, dc)
     _transpose_into(c0, c0T)
-    _lstm_bwd_steps(nl, need_gh0, WhT, G, C, c0T, gyT, dG, cur, dh, dc, S, idsT, reverse)
+    # the recurrent weights' and the biases' gradients, by chunks of steps: [h_prev, 1] of every step, as the
+    # plain kernel's operand without its x columns (an input of width 0)
+    _prev_inputs(carve(ws, 0, (B, T, 0))[0], ys, h0, reverse, Zc)
+    _lstm_bwd_steps(nl, need_gh0, WhT, G, C, c0T, gyT, dG, cur, dh, dc, S, idsT, reverse, Zc, gW, Wx,
+                    carve(ws, 0, (0, D))[0])
     if need_gh0:
         _transpose_into(dh, gh0)
         _transpose_into(dc, gc0)
-    # the recurrent weights' and the biases' gradients: [h_prev, 1] of every step, as the plain kernel's
-    # operand without its x columns (an input of width 0)
-    _prev_inputs(carve(ws, 0, (B, T, 0))[0], ys, h0, reverse, Zc)
-    gemm_rows(dG, Zc, gW)
     np.dot(S, table, gWx)
     if need_gtable:
         np.dot(S.T, Wx, gtable)

@@ -43,15 +43,28 @@ def lstm_forward_workspace_size(B, T, D, H):
 def lstm_backward_workspace_size(B, T, D, H):
     """Elements of ``ws`` for ``lstm_backward``: Wh^T (H, 4H) and Wx (4H, D) by lanes, the weight and bias
     gradients (4H, H + D + 1), the previous states and inputs of every step with a column of ones
-    (T·B, H + D + 1), the gate gradients of every step (4H, T·B + GATE_PAD) and of one (4H, B), the output gradients unit-major
-    (T, H, B), the input gradients by step (T·B, D), and dh, dc and c0 unit-major."""
+    (T·B, H + D + 1), room for the gate gradients of every step (4H, T·B + GATE_PAD) (this kernel keeps a chunk
+    of steps' there; the CUDA kernels, whose workspace lowering sizes with this, all) and those of one step
+    (4H, B), the output gradients unit-major (T, H, B), the input gradients by step (T·B, D), and dh, dc and
+    c0 unit-major."""
     return (4 * H * H + 4 * H * D + 4 * H * (H + D + 1) + T * B * (H + D + 1) + 4 * H * (T * B + GATE_PAD)
             + 4 * H * B + T * H * B + T * B * D + 3 * H * B)
 
 
-# the gate gradients' rows are T·B + GATE_PAD elements apart: whole multiples of 4 KiB (T·B = 2048 floats for
-# the char-LSTM) would put a step's 4H rows, which the lanes write together, into the same few cache sets
+# The backward keeps the gate gradients of a chunk of consecutive steps, (4H, chunk·B), at most GATE_SLOT
+# elements (1 MiB of float32) or one step's, and adds the chunk's share to the weight (and input) gradients
+# as soon as it is complete, while it is still in cache: the whole (4H, T·B) matrix, written a row of B at a
+# time, 8 KiB apart, cost the char-LSTM 0.9 ms of write misses. Rows are padded by GATE_PAD elements: rows a
+# multiple of 4 KiB apart would put a step's 4H rows, which the lanes write together, into the same few
+# cache sets
+GATE_SLOT = 1 << 18
 GATE_PAD = 16
+
+
+@njit(cache=True, error_model="numpy")
+def gate_chunk(T, B, H):
+    # steps per chunk of the backward's gate gradients: 4H·chunk·B <= max(4H·B, GATE_SLOT)
+    return max(1, min(T, GATE_SLOT // (4 * H * B)))
 
 
 @njit(cache=True, error_model="numpy")
@@ -256,7 +269,7 @@ def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, r
     Wx, o = carve(ws, o, (4 * H, D))
     gW, o = carve(ws, o, (4 * H, HD + 1))
     Zc, o = carve(ws, o, (T * B, HD + 1))
-    dG, o = carve(ws, o, (4 * H, T * B + GATE_PAD))
+    dG, o = carve(ws, o, (4 * H, gate_chunk(T, B, H) * B + GATE_PAD))
     cur, o = carve(ws, o, (4 * H, B))
     gyT, o = carve(ws, o, (T, H, B))
     gx, o = carve(ws, o, (T * B, D))
@@ -271,19 +284,19 @@ def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, r
     _transpose_into(gcT, dc)
     _transpose_into(c0, c0T)
     S, ids = _no_table(ws)
-    _lstm_bwd_steps(nl, need_gh0, WhT, G, C, c0T, gyT, dG, cur, dh, dc, S, ids, reverse)
+    _prev_inputs(xs, ys, h0, reverse, Zc)
+    # every weight gradient, and in the last column (Zc's ones) every bias gradient, rows in lane order, added
+    # up by chunks of steps as the steps complete them; the input gradients by chunks too
+    _lstm_bwd_steps(nl, need_gh0, WhT, G, C, c0T, gyT, dG, cur, dh, dc, S, ids, reverse, Zc, gW, Wx,
+                    gx if need_gx else gx[:0])
     if need_gh0:
         _transpose_into(dh, gh0)
         _transpose_into(dc, gc0)
-    _prev_inputs(xs, ys, h0, reverse, Zc)
-    # every weight gradient, and in the last column (Zc's ones) every bias gradient, rows in lane order
-    gemm_rows(dG, Zc, gW)
     _unpack_lanes(gW, H, nl, 0, gwf, gbf)
     _unpack_lanes(gW, H, nl, 1, gwi, gbi)
     _unpack_lanes(gW, H, nl, 2, gwo, gbo)
     _unpack_lanes(gW, H, nl, 3, gwg, gbg)
     if need_gx:
-        gemm_tn_rows(dG, Wx, gx)
         for s in range(T):
             t = T - 1 - s if reverse else s
             for b in range(B):
@@ -357,26 +370,37 @@ def _unpack_lanes(gW, H, nl, k, gw, gb):
 
 
 @njit(cache=True, error_model="numpy")
-def _lstm_bwd_steps(nl, need_gh0, WhT, G, C, c0T, gyT, dG, cur, dh, dc, S, ids, reverse):
+def _lstm_bwd_steps(nl, need_gh0, WhT, G, C, c0T, gyT, dG, cur, dh, dc, S, ids, reverse, Zc, gW, Wx, gx):
     # BPTT, steps in reverse processing order: dh/dc (H, B) hold the gradients of the final state and are
-    # left holding those of the initial one; dG (4H, T·B + pad) gets every step's pre-activation gradients,
-    # rows in lane order, step s in columns s·B .. s·B+B-1 (each step's are the next one's GEMM operand, in
-    # place). With ids (B, T) (the table path, recurrent_embed.py; (T, B)) each example's gate gradients also add
-    # into its token's column of S (4H, V)
+    # left holding those of the initial one. dG (4H, chunk·B + pad) holds the pre-activation gradients of the
+    # steps s of one chunk (s // chunk), rows in lane order, step s in columns (s % chunk)·B .. +B-1 (each
+    # step's are the next one's GEMM operand, in place; a chunk's first step reads the previous chunk's last,
+    # in columns 0 .. B-1, and overwrites other columns). A complete chunk adds its share to the weight
+    # gradients gW (4H, K) = sum over steps of dG_s @ Zc_s (Zc (T·B, K) the GEMM operands by step) and
+    # writes its rows of the input gradients gx (T·B, D) = dG_s^T @ Wx (when gx has rows). With ids (T, B)
+    # (the table path, recurrent_embed.py) each example's gate gradients also add into its token's column of
+    # S (4H, V)
     fast = G.itemsize == 4
     one = np.ones(1, G.dtype)[0]  # 1 in the data's dtype: a float64 1.0 would widen the float32 loops
     T = G.shape[0]
     H = dh.shape[0]
+    B = dh.shape[1]
+    ch = gate_chunk(T, B, H)
     for i in range(T + 1 if need_gh0 else T):
         s = T - 1 - i  # i == T only forms dh of the initial state
         t = T - 1 - s if reverse else s
-        B = dh.shape[1]
-        args = (s, t, i > 0, i < T, WhT, G, C, c0T, gyT, dG[:, min(s + 1, T - 1) * B:],
-                dG[:, max(s, 0) * B:], cur, dh, dc, S, ids, fast, one)
+        args = (s, t, i > 0, i < T, WhT, G, C, c0T, gyT, dG[:, ((s + 1) % ch) * B:],
+                dG[:, (max(s, 0) % ch) * B:], cur, dh, dc, S, ids, fast, one)
         if nl <= 1:
             _lstm_bwd_lane(0, H, *args)
         else:
             _lstm_bwd_step_lanes(nl, *args)
+        if i < T and s % ch == 0:  # the chunk of steps s .. s + n - 1 is complete
+            n = min(ch, T - s)
+            rows = Zc[s * B:(s + n) * B]
+            gemm_rows(dG, rows, gW, 0.0 if s + n == T else 1.0)
+            if gx.shape[0] > 0:
+                gemm_tn_rows(dG, Wx, gx[s * B:(s + n) * B], 0.0)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
