@@ -125,11 +125,12 @@ def test_pool_parallel_matches_serial():
 
 def test_lstm_step_lanes_match_one_lane():
     # the lanes split each step's units (their rows of the GEMM, then their gate arithmetic): whatever the
-    # lane count, the same gates, states and gradients (the packed weights' row order depends on it)
+    # lane count, the same gates, states and gradients (the packed weights' row order depends on it), with and
+    # without the table path's input terms and token columns
     from netdsl.compiler.kernels.cpu import recurrent_lstm as lstm
 
     rng = np.random.default_rng(4)
-    B, T, D, H = 7, 5, 2, 7
+    B, T, D, H, V = 7, 5, 2, 7, 3
     HD = H + D
     w = [rng.standard_normal((H, HD)) * 0.5 for _ in range(4)]
     bias_in = [rng.standard_normal(H) for _ in range(4)]
@@ -137,26 +138,46 @@ def test_lstm_step_lanes_match_one_lane():
     Z0[:, HD] = 1.0  # the row of ones the packed biases multiply
     c0T = rng.standard_normal((H, B))
     gyT = rng.standard_normal((T, H, B))
-    results = []
-    for nl in (1, 3):
-        W = np.empty((4 * H, HD + 1))
-        lstm._pack_lanes(w[0], bias_in[0], w[1], bias_in[1], w[2], bias_in[2], w[3], bias_in[3], H, nl, W)
-        Z, G, C = Z0.copy(), np.empty((T, 4 * H, B)), np.empty((T, H, B))
-        lstm._lstm_fwd_steps(nl, W, Z, G, C, c0T, np.empty((4 * H, B)))
-        WhT, Wx = np.empty((H, 4 * H)), np.empty((4 * H, D))
-        lstm._pack_bwd(w[0], w[1], w[2], w[3], H, nl, WhT, Wx, np.empty((4 * H, HD + 1)))
-        dGs, dh, dc = np.empty((T, 4 * H, B)), np.full((H, B), 0.2), np.full((H, B), -0.1)
-        lstm._lstm_bwd_steps(nl, True, WhT, G, C, c0T, gyT, dGs, dh, dc)
-        # the gate gradients' rows are in lane order (row 4*j0 + k*n + jj is gate k of unit j0 + jj): by gate
-        dG = np.empty_like(dGs)
+    Zc = rng.standard_normal((T * B, HD + 1))
+    ids = rng.integers(0, V, (T, B))
+    P0 = rng.standard_normal((4 * H, V))  # by gate and unit; each lane count packs its rows in its own order
+
+    def by_gate(a, nl):
+        # rows in lane order (row 4*j0 + k*n + jj is gate k of unit j0 + jj) -> by gate
+        out = np.empty_like(a)
         for lane in range(nl):
             j0, j1 = lane * H // nl, (lane + 1) * H // nl
             for k in range(4):
-                dG[:, k * H + j0:k * H + j1] = dGs[:, 4 * j0 + k * (j1 - j0):4 * j0 + (k + 1) * (j1 - j0)]
-        results.append((Z, G, C, dG, dh, dc))
-    for a, b in zip(*results, strict=True):
-        np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-15)
-    assert np.abs(results[0][3]).min() > 0  # every gate gradient was written
+                out[k * H + j0:k * H + j1] = a[4 * j0 + k * (j1 - j0):4 * j0 + (k + 1) * (j1 - j0)]
+        return out
+
+    def to_lanes(a, nl):
+        out = np.empty_like(a)
+        out[by_gate(np.arange(4 * H), nl)] = a
+        return out
+
+    for table in (False, True):
+        results = []
+        for nl in (1, 3):
+            W = np.empty((4 * H, HD + 1))
+            lstm._pack_lanes(w[0], bias_in[0], w[1], bias_in[1], w[2], bias_in[2], w[3], bias_in[3], H, nl, W)
+            Z, G, C = Z0.copy(), np.empty((T, 4 * H, B)), np.empty((T, H, B))
+            P = to_lanes(P0, nl) if table else np.empty((0, 0))
+            idsT = ids if table else np.empty((0, 0), np.int64)
+            lstm._lstm_fwd_steps(nl, W, Z, G, C, c0T, np.empty((4 * H, B)), P, idsT, False)
+            WhT, Wx = np.empty((H, 4 * H)), np.empty((4 * H, D))
+            lstm._pack_bwd(w[0], w[1], w[2], w[3], H, nl, WhT, Wx, np.empty((4 * H, HD + 1)))
+            dG = np.empty((4 * H, lstm.gate_chunk(T, B, H) * B + lstm.GATE_PAD))
+            dh, dc = np.full((H, B), 0.2), np.full((H, B), -0.1)
+            gW, gx = np.empty((4 * H, HD + 1)), np.empty((T * B, D))
+            S = np.zeros((4 * H, V)) if table else np.empty((0, 0))
+            lstm._lstm_bwd_steps(nl, True, WhT, G, C, c0T, gyT, dG, np.empty((4 * H, B)), dh, dc, S, idsT, False,
+                                 Zc, gW, Wx, gx)
+            results.append((Z, G, C, by_gate(gW, nl), gx, dh, dc,
+                            by_gate(S, nl) if table else S))
+        for a, b in zip(*results, strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-14)
+        assert np.abs(results[0][3]).min() > 0  # every weight gradient was written
 
 
 def test_attention_lanes_match_one_lane():
