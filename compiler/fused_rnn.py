@@ -103,14 +103,15 @@ def forward_fused(ctx: Any, n: Node) -> None:
     if emb is not None:  # the ids and the table in place of the embedded sequence
         ws = _ws(ctx, n, "ws", *_embed_workspace(steps, emb.attrs["vocab"], d, h, False))
         ctx.emit("recurrent.lstm_embed_forward", ctx.vals[emb.inputs[0]], Param(emb.params["weight"]), *inits,
-                 *params, n.attrs["reverse"], outs[0], *outs[1:], *save_bufs, ws, note=f"fused, with {emb.name}")
+                 *params, n.attrs["reverse"], outs[0], *outs[1:], *save_bufs, ws,
+                 note=f"fused, with {emb.name}")
         ctx.saved[n.id] = {"fused": True, "inits": inits, "outs": outs, "saves": save_bufs}
         return
     per, const = _workspace(cell, 1, steps, d, h, False)
     ws = _ws(ctx, n, "ws", per, const)
     name = cell.lower()
-    ctx.emit(f"recurrent.{name}_forward", ctx.vals[n.inputs[0]], *inits, *params, n.attrs["reverse"], outs[0], *outs[1:], *save_bufs,
-             ws, note="fused")
+    ctx.emit(f"recurrent.{name}_forward", ctx.vals[n.inputs[0]], *inits, *params, n.attrs["reverse"], outs[0],
+             *outs[1:], *save_bufs, ws, note="fused")
     ctx.saved[n.id] = {"fused": True, "inits": inits, "outs": outs, "saves": save_bufs}
 
 

@@ -123,14 +123,18 @@ def test_pool_parallel_matches_serial():
                 np.testing.assert_array_equal(whole[b, c], one[0, 0])
 
 
-def test_lstm_step_lanes_match_one_lane():
+# (B, T, H, lanes): 3 lanes of 7 units over one chunk of steps; 2 lanes of 16 units over chunks of 2 steps
+# (the backward's gate gradients of the next step are read by every lane while each writes its own rows)
+@pytest.mark.parametrize("B, T, H, lanes", [(7, 5, 7, 3), (2100, 3, 16, 2)])
+def test_lstm_step_lanes_match_one_lane(B, T, H, lanes):
     # the lanes split each step's units (their rows of the GEMM, then their gate arithmetic): whatever the
     # lane count, the same gates, states and gradients (the packed weights' row order depends on it), with and
     # without the table path's input terms and token columns
     from netdsl.compiler.kernels.cpu import recurrent_lstm as lstm
 
     rng = np.random.default_rng(4)
-    B, T, D, H, V = 7, 5, 2, 7, 3
+    D, V = 2, 3
+    assert (lstm.gate_chunk(T, B, H) < T) == (B > 1000)
     HD = H + D
     w = [rng.standard_normal((H, HD)) * 0.5 for _ in range(4)]
     bias_in = [rng.standard_normal(H) for _ in range(4)]
@@ -158,7 +162,7 @@ def test_lstm_step_lanes_match_one_lane():
 
     for table in (False, True):
         results = []
-        for nl in (1, 3):
+        for nl in (1, lanes):
             W = np.empty((4 * H, HD + 1))
             lstm._pack_lanes(w[0], bias_in[0], w[1], bias_in[1], w[2], bias_in[2], w[3], bias_in[3], H, nl, W)
             Z, G, C = Z0.copy(), np.empty((T, 4 * H, B)), np.empty((T, H, B))

@@ -83,8 +83,8 @@ def _composed(c, reverse):
     return {"ys": ys, "hT": hT, "cT": cT, "gtable": gtable, "gh0": gh0, "gc0": gc0, **g}
 
 
-# (B, T, V): V <= T·B takes the table path, V > T·B the gather into the plain kernels; H 16 splits the units
-# over two lanes where the machine has them
+# (B, T, V): V <= T·B takes the table path, V > T·B the gather into the plain kernels (one lane: the steps are
+# too small to split; test_the_lanes_split_the_units_as_one_lane has two)
 @pytest.mark.parametrize("B, T, V", [(3, 4, 7), (2, 3, 11), (1, 5, 5)])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
@@ -95,7 +95,22 @@ def test_fused_kernels_match_the_embedding_and_the_lstm_kernels(B, T, V, reverse
         np.testing.assert_allclose(got[k], w, rtol=1e-11, atol=1e-12, err_msg=k)
 
 
-def test_the_table_path_at_a_batch_that_splits_steps_over_lanes():
+@pytest.mark.parametrize("V", [50, 4000])
+def test_the_lanes_split_the_units_as_one_lane(V):
+    # a batch whose steps split their 16 units over two lanes (recurrent_lstm._step_lanes), each lane packing,
+    # gathering and scattering its own rows: on both paths (V 50 <= T·B: the table; V 4000: the gather)
+    from netdsl.compiler.kernels.cpu.recurrent_lstm import _step_lanes
+
+    B, T, H = 1100, 3, 16
+    if _step_lanes(B, H) < 2:
+        pytest.skip("one lane on this machine")
+    c = _case(B, T, V, 5, H, True, seed=6)
+    got, want = _fused(c, True), _composed(c, True)
+    for k, w in want.items():
+        np.testing.assert_allclose(got[k], w, rtol=1e-10, atol=1e-12, err_msg=k)
+
+
+def test_the_table_path_in_float32():
     # float32 at the char-LSTM's proportions, scaled down: the lanes' gathers and scatters see real ids
     c = _case(8, 12, 20, 8, 64, True, seed=3, dtype=np.float32)
     got, want = _fused(c, False), _composed(c, False)

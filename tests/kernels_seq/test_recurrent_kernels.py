@@ -339,3 +339,17 @@ def test_lowering_sizes_the_fused_workspaces_as_the_kernels_ask(cell):
             per, const = _workspace(cell, B, T, D, H, backward)
             helper = getattr(rec, f"{cell.lower()}_{'backward' if backward else 'forward'}_workspace_size")
             assert B * per + const == helper(B, T, D, H), (cell, B, T, D, H, backward)
+
+
+
+def test_lowering_sizes_the_embedding_lstm_workspaces_as_the_kernels_ask():
+    # fused_rnn._embed_workspace restates recurrent_embed.lstm_embed_workspace_parts (either path, any batch),
+    # and _GATE_PAD the LSTM backward's row padding
+    from netdsl.compiler import fused_rnn
+    from netdsl.compiler.kernels.cpu import recurrent_embed, recurrent_lstm
+
+    assert fused_rnn._GATE_PAD == recurrent_lstm.GATE_PAD
+    for T, V, D, H in ((1, 3, 2, 4), (64, 65, 64, 256), (5, 10000, 3, 9)):
+        for backward in (False, True):
+            assert fused_rnn._embed_workspace(T, V, D, H, backward) == recurrent_embed.lstm_embed_workspace_parts(
+                T, V, D, H, backward), (T, V, D, H, backward)

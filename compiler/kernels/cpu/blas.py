@@ -11,7 +11,7 @@ their leading dimension, the distance between consecutive rows of the stored mat
 
 import numpy as np
 from numba import njit, prange
-from numba.core import types
+from numba.core import errors, types
 from numba.extending import overload
 from numba.np.linalg import _BLAS, ensure_blas, get_blas_kind
 from numba.np.numpy_support import as_dtype
@@ -25,8 +25,10 @@ def _gemm_ld(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
 
 @overload(_gemm_ld)
 def _gemm_ld_impl(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
-    if not all(isinstance(x, types.Array) for x in (a, b, c)):
+    if not all(isinstance(x, types.Array) and x.ndim == 2 for x in (a, b, c)):
         return None
+    if not (a.dtype == b.dtype == c.dtype and c.dtype in (types.float32, types.float64)):
+        raise errors.TypingError("gemm_ld: a, b and c must share one float dtype")
     ensure_blas()
     xxgemm = _BLAS().numba_xxgemm(c.dtype)
     kind = ord(get_blas_kind(c.dtype))
@@ -35,6 +37,8 @@ def _gemm_ld_impl(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
     def impl(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
         if m == 0 or n == 0:
             return
+        if a.strides[1] != a.itemsize or b.strides[1] != b.itemsize or c.strides[1] != c.itemsize:
+            raise ValueError("gemm_ld: the operands' rows must be contiguous (ld gives the distance between rows)")
         scal = np.empty(2, dt)
         scal[0] = 1.0
         scal[1] = beta

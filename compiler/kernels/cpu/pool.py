@@ -186,7 +186,7 @@ def avgpool2d_forward(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out):
 def _avgpool2x2_bwd_rows(g2, x2, H, P, r0, r1):
     # rows r0 .. r1-1 of the (B*C*P, Q) gradient view, each spread over its 2x2 windows in the (B*C*H, W) view
     Q = g2.shape[1]
-    quarter = np.ones(1, g2.dtype)[0] * 0.25  # in the data's dtype: a float64 constant would widen the loop
+    quarter = g2.dtype.type(0.25)  # in the data's dtype: a float64 constant would widen the loop
     for r in range(r0, r1):
         h = (r // P) * H + 2 * (r % P)
         a = x2[h]

@@ -82,7 +82,9 @@ def _pack(w, k, H, Wh, Wx):
 
 @njit(cache=True, error_model="numpy")
 def _unpack(gWh, gWx, k, H, gw):
-    # rows k*H.. of gWh (G*H, H) and gWx (G*H, D) -> gate weight gradient gw (H, H + D)
+    # rows k*H.. of gWh (G*H, H) and gWx (G*H, D) -> gate weight gradient gw (H, H + D) (none when frozen)
+    if gw.shape[0] == 0:
+        return
     D = gWx.shape[1]
     for r in range(H):
         for c in range(H):

@@ -208,6 +208,14 @@ def _unpack_split(gW, gWx, H, nl, k, gw, gb):
     # gate k's rows of gW (4H, H + 1) [h columns | bias] and gWx (4H, D), in lane order (as _unpack_lanes)
     # -> gw (H, H + D), gb (H,) (if present)
     D = gWx.shape[1]
+    if gw.shape[0] == 0:  # a frozen weight: no gradient (its bias's, if trained, is in gW's last column)
+        for lane in range(nl):
+            j0 = lane * H // nl
+            n = (lane + 1) * H // nl - j0
+            for jj in range(n):
+                if gb.shape[0] > 0:
+                    gb[j0 + jj] = gW[4 * j0 + k * n + jj, H]
+        return
     for lane in range(nl):
         j0 = lane * H // nl
         n = (lane + 1) * H // nl - j0

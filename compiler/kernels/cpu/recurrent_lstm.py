@@ -54,7 +54,7 @@ def lstm_backward_workspace_size(B, T, D, H):
 
 
 # The backward keeps the gate gradients of a chunk of consecutive steps, (4H, chunk·B), at most GATE_SLOT
-# elements (1 MiB of float32) or one step's, and adds the chunk's share to the weight (and input) gradients
+# elements (1 MiB in float32) or two steps', and adds the chunk's share to the weight (and input) gradients
 # as soon as it is complete, while it is still in cache: the whole (4H, T·B) matrix, written a row of B at a
 # time, 8 KiB apart, cost the char-LSTM 0.9 ms of write misses. Rows are padded by GATE_PAD elements: rows a
 # multiple of 4 KiB apart would put a step's 4H rows, which the lanes write together, into the same few
@@ -65,8 +65,10 @@ GATE_PAD = 16
 
 @njit(cache=True, error_model="numpy")
 def gate_chunk(T, B, H):
-    # steps per chunk of the backward's gate gradients: 4H·chunk·B <= max(4H·B, GATE_SLOT)
-    return max(1, min(T, GATE_SLOT // (4 * H * B)))
+    # steps per chunk of the backward's gate gradients: 4H·chunk·B <= max(2·4H·B, GATE_SLOT), and at least 2
+    # steps (when T allows) so that a step's block is never the one the next step's lanes read while others
+    # write theirs
+    return max(min(T, 2), min(T, GATE_SLOT // (4 * H * B)))
 
 
 @njit(cache=True, error_model="numpy")
@@ -371,15 +373,16 @@ def _prev_inputs(xs, ys, h0, reverse, Zc):
 def _unpack_lanes(gW, H, nl, k, gw, gb):
     # gate k's rows of gW (4H, H + D + 1), in lane order (row 4*j0 + k*n + jj is unit j0 + jj of lane
     # j0 .. j0+n-1) -> gw (H, H + D) and the last column -> gb (H,) (if present)
-    HD = gw.shape[1]
+    HD = gW.shape[1] - 1  # not gw's: a frozen weight's gradient is (0, 0), and its bias's may still be trained
     for lane in range(nl):
         j0 = lane * H // nl
         n = (lane + 1) * H // nl - j0
         for jj in range(n):
             src = gW[4 * j0 + k * n + jj]
-            dst = gw[j0 + jj]
-            for c in range(HD):
-                dst[c] = src[c]
+            if gw.shape[0] > 0:
+                dst = gw[j0 + jj]
+                for c in range(HD):
+                    dst[c] = src[c]
             if gb.shape[0] > 0:
                 gb[j0 + jj] = src[HD]
 

@@ -18,7 +18,6 @@ import math
 from numba import cuda
 
 from ._common import device, flat, gemm, kernel, launch, mat, sum_lines
-from .embed import embedding_backward, embedding_forward
 from .util import copy as _copy
 
 
@@ -408,53 +407,6 @@ def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, r
         launch(_lstm_scatter_gx, TB * D, gx, flat(gxs), T, D, B, bool(reverse), TB * D)
 
 
-# ----------------------------------------------------------------------------- LSTM fed by an embedding
-
-def lstm_embed_forward_workspace_size(B, T, V, D, H):
-    """Elements of ``ws`` for ``lstm_embed_forward``: the CPU kernel's (lowering sizes one workspace for both
-    backends), which holds what this one uses: the vectors gathered, then the plain kernel's workspace."""
-    from ..cpu.recurrent_embed import lstm_embed_forward_workspace_size as cpu_size
-
-    return cpu_size(B, T, V, D, H)
-
-
-def lstm_embed_backward_workspace_size(B, T, V, D, H):
-    """Elements of ``ws`` for ``lstm_embed_backward``: the CPU kernel's; this one uses the vectors and their
-    gradients, then the plain kernel's workspace."""
-    from ..cpu.recurrent_embed import lstm_embed_backward_workspace_size as cpu_size
-
-    return cpu_size(B, T, V, D, H)
-
-
-def lstm_embed_forward(ids, table, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, reverse, ys, hT, cT, saveG, saveC,
-                       ws):
-    # ids (B, T) int64, table (V, D) -> as lstm_forward(table[ids], ...). The CPU kernel's table of input terms
-    # is a saving of multiply-adds on a CPU; here the embedding's and the LSTM's kernels run as they are
-    B, T = ids.shape
-    D = table.shape[1]
-    n = B * T * D
-    w = flat(ws)
-    xs = w[:n].reshape(B, T, D)
-    embedding_forward(flat(ids), table, xs.reshape(B * T, D))
-    lstm_forward(xs, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, reverse, ys, hT, cT, saveG, saveC, w[n:])
-
-
-def lstm_embed_backward(gys, ghT, gcT, ids, table, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, reverse,
-                        gtable, gh0, gc0, gwf, gbf, gwi, gbi, gwo, gbo, gwg, gbg, need_gtable, need_gh0, ws):
-    # as lstm_backward, the vectors' gradients then scattered into gtable (V, D) (when need_gtable)
-    B, T = ids.shape
-    D = table.shape[1]
-    n = B * T * D
-    w = flat(ws)
-    xs = w[:n].reshape(B, T, D)
-    gxs = w[n:2 * n].reshape(B, T, D)
-    embedding_forward(flat(ids), table, xs.reshape(B * T, D))
-    lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, reverse, gxs, gh0, gc0,
-                  gwf, gbf, gwi, gbi, gwo, gbo, gwg, gbg, need_gtable, need_gh0, w[2 * n:])
-    if need_gtable:
-        embedding_backward(gxs.reshape(B * T, D), flat(ids), gtable)
-
-
 # ------------------------------------------------------------------------------------------------- GRU
 
 def gru_forward_workspace_size(B, T, D, H):
@@ -623,3 +575,12 @@ def gru_backward(gys, ghT, xs, h0, wz, wr, wn, ys, saveG, reverse,
 def Mat_rows(W, r0, ld):
     """Rows r0.. of a row-major matrix with row stride `ld`, as a GEMM operand."""
     return mat(W, off=r0 * ld, ld=ld)
+
+
+# the LSTM fed by an embedding (recurrent.lstm_embed_*), composed from the embedding's and the LSTM's kernels
+from .recurrent_embed import (  # noqa: F401 - re-exported with the cells (it imports the LSTM's from here)
+    lstm_embed_backward,
+    lstm_embed_backward_workspace_size,
+    lstm_embed_forward,
+    lstm_embed_forward_workspace_size,
+)
