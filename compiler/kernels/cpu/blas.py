@@ -61,50 +61,26 @@ def gemm_ld(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
 
 
 @njit(cache=True, error_model="numpy")
-def gemm_rows(a, b, out, beta):
-    # a (M, >= K), b (K, >= N), each with rows ld apart (views of wider matrices) -> out (M, N) C-contiguous
-    # = a[:, :K] @ b[:, :N] + beta out, out's rows split over the lanes where the work is large
+def gemm_rows(trans_a, a, b, out, beta):
+    # out (M, N) C-contiguous = op(a) @ b[:, :N] + beta out, op(a) = a[:M, :K] or, when trans_a, a[:K, :M]^T;
+    # a and b (K, >= N) with rows ld apart (views of wider matrices); out's rows split over the lanes where
+    # the work is large (a lane takes rows of a, or its columns when transposed)
     M, N = out.shape
     K = b.shape[0]
     lda = a.strides[0] // a.itemsize
     ldb = b.strides[0] // b.itemsize
     nl = min(LANES, M // 8, (M * K * N) // _SPLIT_MACS)
     if nl <= 1:
-        gemm_ld(False, False, M, N, K, a, lda, b, ldb, beta, out, N)
+        gemm_ld(trans_a, False, M, N, K, a, lda, b, ldb, beta, out, N)
     else:
-        _gemm_rows_lanes(a, lda, b, ldb, out, beta, nl)
+        _gemm_rows_lanes(trans_a, a, lda, b, ldb, out, beta, nl)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def _gemm_rows_lanes(a, lda, b, ldb, out, beta, nl):
+def _gemm_rows_lanes(trans_a, a, lda, b, ldb, out, beta, nl):
     M, N = out.shape
     K = b.shape[0]
     for lane in prange(nl):
         r0 = lane * M // nl
         r1 = (lane + 1) * M // nl
-        gemm_ld(False, False, r1 - r0, N, K, a[r0:], lda, b, ldb, beta, out[r0:], N)
-
-
-@njit(cache=True, error_model="numpy")
-def gemm_tn_rows(a, b, out, beta):
-    # a (K, >= M), b (K, >= N), each with rows ld apart -> out (M, N) C-contiguous = a[:, :M]^T @ b[:, :N]
-    # + beta out, out's rows (a's columns) split over the lanes where the work is large
-    M, N = out.shape
-    K = b.shape[0]
-    lda = a.strides[0] // a.itemsize
-    ldb = b.strides[0] // b.itemsize
-    nl = min(LANES, M // 8, (M * K * N) // _SPLIT_MACS)
-    if nl <= 1:
-        gemm_ld(True, False, M, N, K, a, lda, b, ldb, beta, out, N)
-    else:
-        _gemm_tn_rows_lanes(a, lda, b, ldb, out, beta, nl)
-
-
-@njit(cache=True, error_model="numpy", parallel=True)
-def _gemm_tn_rows_lanes(a, lda, b, ldb, out, beta, nl):
-    M, N = out.shape
-    K = b.shape[0]
-    for lane in prange(nl):
-        c0 = lane * M // nl
-        c1 = (lane + 1) * M // nl
-        gemm_ld(True, False, c1 - c0, N, K, a[:, c0:], lda, b, ldb, beta, out[c0:], N)
+        gemm_ld(trans_a, False, r1 - r0, N, K, a[:, r0:] if trans_a else a[r0:], lda, b, ldb, beta, out[r0:], N)

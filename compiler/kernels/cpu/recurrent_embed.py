@@ -25,7 +25,7 @@ from ._common import carve
 from .embed import embedding_backward, embedding_forward
 from .recurrent_lstm import (
     GATE_PAD,
-    _check_gate,
+    _check_gates,
     _lstm_bwd_steps,
     _lstm_fwd_steps,
     _pack_bwd,
@@ -105,10 +105,7 @@ def lstm_embed_forward(ids, table, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, rever
         embedding_forward(ids.reshape(B * T), table, xs.reshape(B * T, D))
         lstm_forward(xs, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, reverse, ys, hT, cT, saveG, saveC, ws[o:])
         return
-    _check_gate(wf, H, D)
-    _check_gate(wi, H, D)
-    _check_gate(wo, H, D)
-    _check_gate(wg, H, D)
+    _check_gates(wf, wi, wo, wg, H, D)
     HD = H + D
     nl = _step_lanes(B, H)
     Wp, o = carve(ws, 0, (4 * H, HD + 1))

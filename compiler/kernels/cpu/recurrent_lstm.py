@@ -32,7 +32,7 @@ from numba import njit, prange
 
 from . import fastmath as fm
 from ._common import _SPLIT_MACS, LANES, carve
-from .blas import gemm_ld, gemm_rows, gemm_tn_rows
+from .blas import gemm_ld, gemm_rows
 
 
 def lstm_forward_workspace_size(B, T, D, H):
@@ -81,6 +81,14 @@ def _step_lanes(B, H):
 def _check_gate(w, H, D):
     if w.shape[0] != H or w.shape[1] != H + D:
         raise ValueError("recurrent: gate weight must be (hidden, hidden + input)")
+
+
+@njit(cache=True, error_model="numpy")
+def _check_gates(wf, wi, wo, wg, H, D):
+    _check_gate(wf, H, D)
+    _check_gate(wi, H, D)
+    _check_gate(wo, H, D)
+    _check_gate(wg, H, D)
 
 
 @njit(cache=True, error_model="numpy")
@@ -166,10 +174,7 @@ def lstm_forward(xs, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, reverse, ys, hT, cT
     # saveG (T, 4H, B) gate activations, saveC (T, H, B) cell states by step; ws lstm_forward_workspace_size
     B, T, D = xs.shape
     H = h0.shape[1]
-    _check_gate(wf, H, D)
-    _check_gate(wi, H, D)
-    _check_gate(wo, H, D)
-    _check_gate(wg, H, D)
+    _check_gates(wf, wi, wo, wg, H, D)
     HD = H + D
     nl = _step_lanes(B, H)
     W, o = carve(ws, 0, (4 * H, HD + 1))
@@ -416,9 +421,9 @@ def _lstm_bwd_steps(nl, need_gh0, WhT, G, C, c0T, gyT, dG, cur, dh, dc, S, ids, 
         if i < T and s % ch == 0:  # the chunk of steps s .. s + n - 1 is complete
             n = min(ch, T - s)
             rows = Zc[s * B:(s + n) * B]
-            gemm_rows(dG, rows, gW, 0.0 if s + n == T else 1.0)
+            gemm_rows(False, dG, rows, gW, 0.0 if s + n == T else 1.0)
             if gx.shape[0] > 0:
-                gemm_tn_rows(dG, Wx, gx[s * B:(s + n) * B], 0.0)
+                gemm_rows(True, dG, Wx, gx[s * B:(s + n) * B], 0.0)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
