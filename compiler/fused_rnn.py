@@ -65,7 +65,7 @@ def _embed_workspace(t: int, v: int, d: int, h: int, backward: bool) -> tuple[in
         table = (t * (h + 1) + 4 * h * t + 4 * h + t * h + 3 * h, 4 * h * h + 8 * h * d + 4 * h * (h + d + 1)
                  + 4 * h * (h + 1) + 4 * h * v + 4 * h * _GATE_PAD)
     else:
-        table = ((t + 1) * h + 5 * h, 4 * h * (h + d + 1) + 4 * h * h + 4 * h * d + 4 * h * v)
+        table = ((t + 1) * h + 5 * h, 4 * h * (h + d + 1) + 4 * h * v)
     return max(plain[0], table[0]), max(plain[1], table[1])
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from numba import njit
 
 from ._common import carve
+from .blas import gemm_ld
 from .embed import embedding_backward, embedding_forward
 from .recurrent_lstm import (
     GATE_PAD,
@@ -52,7 +53,7 @@ def lstm_embed_workspace_parts(T: int, V: int, D: int, H: int, backward: bool) -
         plain = (2 * T * D + lstm_backward_workspace_size(1, T, D, H) - lstm_backward_workspace_size(0, T, D, H),
                  lstm_backward_workspace_size(0, T, D, H))
     else:
-        table = ((T + 1) * H + 5 * H, 4 * H * (H + D + 1) + 4 * H * H + 4 * H * D + 4 * H * V)
+        table = ((T + 1) * H + 5 * H, 4 * H * (H + D + 1) + 4 * H * V)
         plain = (T * D + lstm_forward_workspace_size(1, T, D, H) - lstm_forward_workspace_size(0, T, D, H),
                  lstm_forward_workspace_size(0, T, D, H))
     return max(table[0], plain[0]), max(table[1], plain[1])
@@ -109,8 +110,6 @@ def lstm_embed_forward(ids, table, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, rever
     HD = H + D
     nl = _step_lanes(B, H)
     Wp, o = carve(ws, 0, (4 * H, HD + 1))
-    Wh, o = carve(ws, o, (4 * H, H))
-    Wx, o = carve(ws, o, (4 * H, D))
     P, o = carve(ws, o, (4 * H, V))
     Z, o = carve(ws, o, (T + 1, H, B))
     rec, o = carve(ws, o, (4 * H, B))
@@ -118,15 +117,8 @@ def lstm_embed_forward(ids, table, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, rever
     G = saveG.reshape(T, 4 * H, B)
     C = saveC.reshape(T, H, B)
     _pack_lanes(wf, bf, wi, bi, wo, bo, wg, bg, H, nl, Wp)
-    for r in range(4 * H):
-        src = Wp[r]
-        wh = Wh[r]
-        for c in range(H):
-            wh[c] = src[c]
-        wx = Wx[r]
-        for d in range(D):
-            wx[d] = src[H + d]
-    np.dot(Wx, table.T, P)
+    # P = Wx table^T from Wp's x columns in place; the steps' GEMMs read its h columns in place too
+    gemm_ld(False, True, 4 * H, V, D, Wp[:, H:], HD + 1, table, D, 0.0, P, V)
     for r in range(4 * H):
         bias = Wp[r, HD]
         pr = P[r]
@@ -134,7 +126,7 @@ def lstm_embed_forward(ids, table, h0, c0, wf, bf, wi, bi, wo, bo, wg, bg, rever
             pr[v] += bias
     _transpose_into(h0, Z[0])
     _transpose_into(c0, c0T)
-    _lstm_fwd_steps(nl, Wh, Z, G, C, c0T, rec, P, idsT, reverse)
+    _lstm_fwd_steps(nl, Wp, Z, G, C, c0T, rec, P, idsT, reverse)
     _transpose_into(Z[T], hT)
     _transpose_into(C[T - 1], cT)
     _write_states(Z, reverse, ys)

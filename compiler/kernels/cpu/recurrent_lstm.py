@@ -245,7 +245,8 @@ def _lstm_fwd_lane(j0, j1, s, t, W, Z, G, C, c0T, rec, P, ids, fast):
     n = j1 - j0
     L = n * B
     r0 = 4 * j0
-    np.dot(W[r0:r0 + 4 * n], Z[s], rec[r0:r0 + 4 * n])
+    # W's first K columns (K = Z's rows: all of them, or the table path's h columns only), in place
+    gemm_ld(False, False, 4 * n, B, Z.shape[1], W[r0:], W.shape[1], Z[s], B, 0.0, rec[r0:], B)
     if P.shape[0] > 0:  # each example's input term (a pass of its own: inside the activations' loops, a row
         # of B at a time, the gather kept them from vectorising, 4.5 ms slower for the char-LSTM)
         it = ids[t]
