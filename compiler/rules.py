@@ -116,7 +116,8 @@ def _conv_ws(n: Node, c: int, k: int, kh: int, kw: int, p: int, q: int, backward
     direct = 0  # conv_direct.py's direct_room: its planes can pass the chunk on a tall narrow image
     if _conv_kernel(n, c, k, kh, kw, p, q) == "conv.conv2d_direct":
         lw = (p - 1) * (q + kw - 1) + q
-        direct = k * (lw + 2 * (kw - 1)) + k if backward else 2 * lw
+        rounded = (lw + 15) // 16 * 16  # conv_direct.direct_wide: the backward's rows rounded up to 16
+        direct = k * (rounded + 2 * (kw - 1)) + k if backward else 2 * lw
     if backward:
         lane = max((2 * ck + k) * p * q, _CHUNK, direct) + (k // g) * ck + k * ck
     else:

@@ -178,9 +178,11 @@ def test_choice_of_path():
 
 
 @pytest.mark.parametrize("geom", [
-    # C, K, kh, kw, P, Q, groups, stride, dilation
-    (64, 64, 3, 3, 32, 32, 1, 1, 1), (512, 512, 3, 3, 4, 4, 1, 1, 1), (64, 128, 3, 3, 16, 16, 1, 2, 1),
-    (16, 16, 3, 3, 9, 11, 1, 1, 1), (6, 16, 5, 5, 10, 10, 1, 1, 1), (32, 32, 3, 3, 8, 8, 2, 1, 1),
+    # C, K, kh, kw, P, Q, groups, stride, dilation, pad
+    (64, 64, 3, 3, 32, 32, 1, 1, 1, 1), (512, 512, 3, 3, 4, 4, 1, 1, 1, 1), (64, 128, 3, 3, 16, 16, 1, 2, 1, 1),
+    (16, 16, 3, 3, 9, 11, 1, 1, 1, 1), (6, 16, 5, 5, 10, 10, 1, 1, 1, 1), (32, 32, 3, 3, 8, 8, 2, 1, 1, 1),
+    # the direct loops (conv_direct.py): LeNet's layers, and a tall narrow plane whose rows pass the chunk
+    (1, 6, 5, 5, 28, 28, 1, 1, 1, 0), (6, 16, 5, 5, 10, 10, 1, 1, 1, 0), (1, 31, 1, 3, 5000, 6, 1, 1, 1, 0),
 ])
 def test_lowering_sizes_the_workspace_as_the_kernels_do(geom):
     # rules.py restates conv.py's workspace helpers (it must not import Numba): the two must agree
@@ -188,9 +190,9 @@ def test_lowering_sizes_the_workspace_as_the_kernels_do(geom):
 
     from netdsl.compiler import rules
 
-    C, K, kh, kw, P, Q, g, s, d = geom
-    node = SimpleNamespace(attrs={"stride": (s, s), "dilation": (d, d), "groups": g, "pad": (1, 1)})
-    args = (C, K, kh, kw, P, Q, g, s, s, 1, 1, d, d)
+    C, K, kh, kw, P, Q, g, s, d, p = geom
+    node = SimpleNamespace(attrs={"stride": (s, s), "dilation": (d, d), "groups": g, "pad": (p, p)})
+    args = (C, K, kh, kw, P, Q, g, s, s, p, p, d, d)
     assert rules._conv_ws(node, C, K, kh, kw, P, Q, False) == conv.conv2d_workspace_size(*args)
     assert rules._conv_ws(node, C, K, kh, kw, P, Q, True) == conv.conv2d_backward_workspace_size(*args)
 

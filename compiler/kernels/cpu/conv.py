@@ -42,6 +42,7 @@ from .conv_direct import (  # noqa: F401
     conv2d_direct_forward,
     direct_lane_room,
     direct_room,
+    direct_wide,
     takes_direct,
 )
 from .conv_few import (  # noqa: F401
@@ -363,7 +364,7 @@ def _backward_samples(gout, x, w2, sh, sw, ph, pw, dh, dw, groups, Cg, kh, kw, l
     nb = max(1, min(hi - lo, (ws.size - Kg * ck) // ((2 * ck + K) * PQ)))
     few = groups == 1 and K < _FEW_FILTERS and not identity
     if takes_direct(K, ck, groups, kh, kw, sh, sw, ph, pw, dh, dw):
-        wide = (P - 1) * x.shape[3] + Q + 2 * (kw - 1)  # the output gradient W wide, with margins
+        wide = direct_wide(kw, P, x.shape[3], Q)  # the output gradient W wide, with margins
         # the bias gradient is conv2d_backward's own pass (the lane's sums go to scratch after its columns)
         _direct_backward(gout, gout, np.int64(0), x, w2.reshape(K, Cg, kh, kw), lo, hi, gx, gwp,
                          ws[K * wide:K * wide + K], need_gx, need_gw, ws[:K * wide].reshape(K, wide))
