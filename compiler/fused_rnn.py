@@ -62,8 +62,8 @@ def _embed_workspace(t: int, v: int, d: int, h: int, backward: bool) -> tuple[in
     plain = _workspace("LSTM", 1, t, d, h, backward)
     plain = (plain[0] + (2 if backward else 1) * t * d, plain[1])
     if backward:
-        table = (t * (h + 1) + 4 * h * t + 4 * h + t * h + 3 * h, 4 * h * h + 8 * h * d + 4 * h * (h + d + 1)
-                 + 4 * h * (h + 1) + 4 * h * v + 4 * h * _GATE_PAD)
+        table = (t * (h + 1) + 4 * h * t + 4 * h + t * h + 3 * h, 4 * h * h + 8 * h * d + 4 * h * (h + 1)
+                 + 4 * h * v + 4 * h * _GATE_PAD)
     else:
         table = ((t + 1) * h + 5 * h, 4 * h * (h + d + 1) + 4 * h * v)
     return max(plain[0], table[0]), max(plain[1], table[1])

@@ -49,7 +49,7 @@ def lstm_embed_workspace_parts(T: int, V: int, D: int, H: int, backward: bool) -
     ``B * per + const`` elements hold either path at any batch B."""
     if backward:
         table = (T * (H + 1) + 4 * H * T + 4 * H + T * H + 3 * H,
-                 4 * H * H + 2 * 4 * H * D + 4 * H * (H + D + 1) + 4 * H * (H + 1) + 4 * H * V + 4 * H * GATE_PAD)
+                 4 * H * H + 2 * 4 * H * D + 4 * H * (H + 1) + 4 * H * V + 4 * H * GATE_PAD)
         plain = (2 * T * D + lstm_backward_workspace_size(1, T, D, H) - lstm_backward_workspace_size(0, T, D, H),
                  lstm_backward_workspace_size(0, T, D, H))
     else:
@@ -150,11 +150,9 @@ def lstm_embed_backward(gys, ghT, gcT, ids, table, h0, c0, wf, wi, wo, wg, ys, s
         if need_gtable:
             embedding_backward(gxs.reshape(B * T, D), ids.reshape(B * T), gtable)
         return
-    HD = H + D
     nl = _step_lanes(B, H)
     WhT, o = carve(ws, 0, (H, 4 * H))
     Wx, o = carve(ws, o, (4 * H, D))
-    scratch, o = carve(ws, o, (4 * H, HD + 1))
     gW, o = carve(ws, o, (4 * H, H + 1))
     gWx, o = carve(ws, o, (4 * H, D))
     S, o = carve(ws, o, (4 * H, V))
@@ -167,7 +165,7 @@ def lstm_embed_backward(gys, ghT, gcT, ids, table, h0, c0, wf, wi, wo, wg, ys, s
     c0T = carve(ws, o, (H, B))[0]
     G = saveG.reshape(T, 4 * H, B)
     C = saveC.reshape(T, H, B)
-    _pack_bwd(wf, wi, wo, wg, H, nl, WhT, Wx, scratch)
+    _pack_bwd(wf, wi, wo, wg, H, nl, WhT, Wx)
     for r in range(4 * H):
         for v in range(V):
             S[r, v] = 0.0

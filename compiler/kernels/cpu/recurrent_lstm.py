@@ -103,24 +103,24 @@ def _gate_row(wf, wi, wo, wg, k, j):
     return wg[j]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", parallel=True)
 def _pack_lanes(wf, bf, wi, bi, wo, bo, wg, bg, H, nl, W):
     # w* (H, H + D), b* (H,) or (0,) -> W (4H, H + D + 1) rows by lanes: lane l's rows 4*j0 .. 4*j1-1 are
     # [f|i|o|g] of its units (a gate weight's row is already [h | x], as Z stacks them), the bias last (0 when
-    # absent), multiplying Z's row of ones
+    # absent), multiplying Z's row of ones. A task per lane and gate, over the lanes
     HD = W.shape[1] - 1
-    for lane in range(nl):
+    for task in prange(4 * nl):
+        lane = task // 4
+        k = task % 4
         j0 = lane * H // nl
-        j1 = (lane + 1) * H // nl
-        n = j1 - j0
-        for k in range(4):
-            bk = bf if k == 0 else bi if k == 1 else bo if k == 2 else bg
-            for jj in range(n):
-                r = 4 * j0 + k * n + jj
-                src = _gate_row(wf, wi, wo, wg, k, j0 + jj)
-                for c in range(HD):
-                    W[r, c] = src[c]
-                W[r, HD] = bk[j0 + jj] if bk.shape[0] > 0 else 0.0
+        n = (lane + 1) * H // nl - j0
+        bk = bf if k == 0 else bi if k == 1 else bo if k == 2 else bg
+        for jj in range(n):
+            r = 4 * j0 + k * n + jj
+            src = _gate_row(wf, wi, wo, wg, k, j0 + jj)
+            for c in range(HD):
+                W[r, c] = src[c]
+            W[r, HD] = bk[j0 + jj] if bk.shape[0] > 0 else 0.0
 
 
 @njit(cache=True, error_model="numpy")
@@ -301,7 +301,7 @@ def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, r
     c0T = carve(ws, o, (H, B))[0]
     G = saveG.reshape(T, 4 * H, B)
     C = saveC.reshape(T, H, B)
-    _pack_bwd(wf, wi, wo, wg, H, nl, WhT, Wx, gW)
+    _pack_bwd(wf, wi, wo, wg, H, nl, WhT, Wx)
     _steps_transposed(gys, reverse, gyT)
     _transpose_into(ghT, dh)
     _transpose_into(gcT, dc)
@@ -339,20 +339,26 @@ def _steps_transposed(gys, reverse, gyT):
             _transpose_into(gys[:, t], gyT[s])
 
 
-@njit(cache=True, error_model="numpy")
-def _pack_bwd(wf, wi, wo, wg, H, nl, WhT, Wx, scratch):
+@njit(cache=True, error_model="numpy", parallel=True)
+def _pack_bwd(wf, wi, wo, wg, H, nl, WhT, Wx):
     # WhT (H, 4H): column 4*j0 + k*n + jj (lane order, as the backward's dgates rows) holds the h columns of
-    # gate k's row j0 + jj, transposed in tiles from the rows packed as the forward packs them (in scratch
-    # (4H, H + D + 1), overwritten later); Wx (4H, D) the x columns of those rows, in the same order
+    # gate k's row j0 + jj, each gate's block of a lane transposed straight from its weight (packing the rows
+    # first, as the forward does, and transposing the packed matrix cost a 1.3 MB copy more); Wx (4H, D) the
+    # x columns of those rows, in the same order. A task per lane and gate, over the lanes
     D = Wx.shape[1]
-    W = scratch
-    _pack_lanes(wf, wf[0, :0], wi, wi[0, :0], wo, wo[0, :0], wg, wg[0, :0], H, nl, W)
-    _transpose_into(W[:, :H], WhT)
-    for r in range(4 * H):
-        src = W[r]
-        row = Wx[r]
-        for d in range(D):
-            row[d] = src[H + d]
+    for task in prange(4 * nl):
+        lane = task // 4
+        k = task % 4
+        j0 = lane * H // nl
+        n = (lane + 1) * H // nl - j0
+        wk = wf if k == 0 else wi if k == 1 else wo if k == 2 else wg
+        r0 = 4 * j0 + k * n
+        _transpose_into(wk[j0:j0 + n, :H], WhT[:, r0:r0 + n])
+        for jj in range(n):
+            src = wk[j0 + jj]
+            row = Wx[r0 + jj]
+            for d in range(D):
+                row[d] = src[H + d]
 
 
 @njit(cache=True, error_model="numpy")
