@@ -103,6 +103,14 @@ def _gate_row(wf, wi, wo, wg, k, j):
     return wg[j]
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def _lane_gate(task, H, nl):
+    # the packing's task 4*lane + k -> (k, j0, n): gate k of the lane's units j0 .. j0+n-1
+    lane = task // 4
+    j0 = lane * H // nl
+    return task % 4, j0, (lane + 1) * H // nl - j0
+
+
 @njit(cache=True, error_model="numpy", parallel=True)
 def _pack_lanes(wf, bf, wi, bi, wo, bo, wg, bg, H, nl, W):
     # w* (H, H + D), b* (H,) or (0,) -> W (4H, H + D + 1) rows by lanes: lane l's rows 4*j0 .. 4*j1-1 are
@@ -110,10 +118,7 @@ def _pack_lanes(wf, bf, wi, bi, wo, bo, wg, bg, H, nl, W):
     # absent), multiplying Z's row of ones. A task per lane and gate, over the lanes
     HD = W.shape[1] - 1
     for task in prange(4 * nl):
-        lane = task // 4
-        k = task % 4
-        j0 = lane * H // nl
-        n = (lane + 1) * H // nl - j0
+        k, j0, n = _lane_gate(task, H, nl)
         bk = bf if k == 0 else bi if k == 1 else bo if k == 2 else bg
         for jj in range(n):
             r = 4 * j0 + k * n + jj
@@ -347,10 +352,7 @@ def _pack_bwd(wf, wi, wo, wg, H, nl, WhT, Wx):
     # x columns of those rows, in the same order. A task per lane and gate, over the lanes
     D = Wx.shape[1]
     for task in prange(4 * nl):
-        lane = task // 4
-        k = task % 4
-        j0 = lane * H // nl
-        n = (lane + 1) * H // nl - j0
+        k, j0, n = _lane_gate(task, H, nl)
         wk = wf if k == 0 else wi if k == 1 else wo if k == 2 else wg
         r0 = 4 * j0 + k * n
         _transpose_into(wk[j0:j0 + n, :H], WhT[:, r0:r0 + n])
