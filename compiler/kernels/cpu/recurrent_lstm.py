@@ -111,13 +111,13 @@ def _lane_gate(task, H, nl):
     return task % 4, j0, (lane + 1) * H // nl - j0
 
 
-@njit(cache=True, error_model="numpy", parallel=True)
+@njit(cache=True, error_model="numpy")
 def _pack_lanes(wf, bf, wi, bi, wo, bo, wg, bg, H, nl, W):
     # w* (H, H + D), b* (H,) or (0,) -> W (4H, H + D + 1) rows by lanes: lane l's rows 4*j0 .. 4*j1-1 are
     # [f|i|o|g] of its units (a gate weight's row is already [h | x], as Z stacks them), the bias last (0 when
-    # absent), multiplying Z's row of ones. A task per lane and gate, over the lanes
+    # absent), multiplying Z's row of ones
     HD = W.shape[1] - 1
-    for task in prange(4 * nl):
+    for task in range(4 * nl):
         k, j0, n = _lane_gate(task, H, nl)
         bk = bf if k == 0 else bi if k == 1 else bo if k == 2 else bg
         for jj in range(n):
@@ -344,14 +344,15 @@ def _steps_transposed(gys, reverse, gyT):
             _transpose_into(gys[:, t], gyT[s])
 
 
-@njit(cache=True, error_model="numpy", parallel=True)
+@njit(cache=True, error_model="numpy")
 def _pack_bwd(wf, wi, wo, wg, H, nl, WhT, Wx):
     # WhT (H, 4H): column 4*j0 + k*n + jj (lane order, as the backward's dgates rows) holds the h columns of
     # gate k's row j0 + jj, each gate's block of a lane transposed straight from its weight (packing the rows
     # first, as the forward does, and transposing the packed matrix cost a 1.3 MB copy more); Wx (4H, D) the
-    # x columns of those rows, in the same order. A task per lane and gate, over the lanes
+    # x columns of those rows, in the same order. Serial: a parallel region ran it 0.1 ms faster and costs
+    # ~2 s of cold compile (cross_entropy's forward took 0.7 -> 2.9 s with one)
     D = Wx.shape[1]
-    for task in prange(4 * nl):
+    for task in range(4 * nl):
         k, j0, n = _lane_gate(task, H, nl)
         wk = wf if k == 0 else wi if k == 1 else wo if k == 2 else wg
         r0 = 4 * j0 + k * n
