@@ -18,11 +18,10 @@ mse: the mean of (pred - target)^2 over all elements; any shape, pred and target
 
 import math
 
-import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from . import fastmath as fm
-from ._common import LANES, row_sum
+from ._common import row_sum
 
 # Reductions may be reassociated so LLVM can vectorise the sums; this flag alone assumes nothing about NaN or
 # infinities, which keep propagating as usual.
@@ -38,47 +37,14 @@ def _count(labels, ignore_index):
     return c
 
 
-# rows of logits per lane, at least, before the forward splits them over the lanes (each row's softmax is
-# tens of nanoseconds; a launch microseconds): the char-LSTM's 2048 x 65, 0.20 ms on one core
-_CE_ROWS = 256
-
-
 @njit(cache=True, error_model="numpy")
 def cross_entropy_forward(logits, labels, smoothing, ignore_index, probs):
     # logits (N, V), labels (N,) int64 -> probs (N, V); returns the mean loss over non-ignored rows
     N, V = logits.shape
-    for n in range(N):  # checked up front: the rows may run in a parallel region
-        y = labels[n]
-        if y != ignore_index and (y < 0 or y >= V):
-            raise IndexError("cross_entropy: label out of range")
-    nl = max(1, min(LANES, N // _CE_ROWS))
-    if nl == 1:
-        total, count = _ce_rows(logits, labels, smoothing, ignore_index, probs, 0, N)
-    else:
-        totals = np.zeros(nl)
-        counts = np.zeros(nl, np.int64)
-        _ce_lanes(logits, labels, smoothing, ignore_index, probs, nl, totals, counts)
-        total = totals.sum()
-        count = counts.sum()
-    return total / count if count > 0 else 0.0
-
-
-@njit(cache=True, error_model="numpy", parallel=True)
-def _ce_lanes(logits, labels, smoothing, ignore_index, probs, nl, totals, counts):
-    N = logits.shape[0]
-    for t in prange(nl):
-        totals[t], counts[t] = _ce_rows(logits, labels, smoothing, ignore_index, probs, t * N // nl,
-                                        (t + 1) * N // nl)
-
-
-@njit(cache=True, error_model="numpy")
-def _ce_rows(logits, labels, smoothing, ignore_index, probs, lo, hi):
-    # rows lo .. hi-1: their softmax into probs; returns (the sum of their losses, the rows counted)
-    V = logits.shape[1]
     total = 0.0
     count = 0
     fast = logits.itemsize == 4  # float32: vectorisable exp (fastmath.py)
-    for n in range(lo, hi):
+    for n in range(N):
         row = logits[n]
         pr = probs[n]
         m = row[0]  # in the data's dtype: a float64 maximum would widen the exponentials to float64
@@ -93,6 +59,8 @@ def _ce_rows(logits, labels, smoothing, ignore_index, probs, lo, hi):
         y = labels[n]
         if y == ignore_index:
             continue
+        if y < 0 or y >= V:
+            raise IndexError("cross_entropy: label out of range")
         lse = m + math.log(s)
         # -sum_v target_v * log p_v with log p_v = row[v] - lse
         loss = (1.0 - smoothing) * (lse - row[y])
@@ -103,7 +71,7 @@ def _ce_rows(logits, labels, smoothing, ignore_index, probs, lo, hi):
             loss += smoothing / V * acc
         total += loss
         count += 1
-    return total, count
+    return total / count if count > 0 else 0.0
 
 
 @njit(cache=True, error_model="numpy")
