@@ -26,14 +26,13 @@ from .blas import gemm_ld
 from .embed import embedding_backward, embedding_forward
 from .recurrent_lstm import (
     GATE_PAD,
+    _bwd_prologue,
     _check_gates,
     _lstm_bwd_steps,
     _lstm_fwd_steps,
-    _pack_bwd,
     _pack_lanes,
     _prev_inputs,
     _step_lanes,
-    _steps_transposed,
     _transpose_into,
     _write_states,
     gate_chunk,
@@ -165,11 +164,10 @@ def lstm_embed_backward(gys, ghT, gcT, ids, table, h0, c0, wf, wi, wo, wg, ys, s
     c0T = carve(ws, o, (H, B))[0]
     G = saveG.reshape(T, 4 * H, B)
     C = saveC.reshape(T, H, B)
-    _pack_bwd(wf, wi, wo, wg, H, nl, WhT, Wx)
     for r in range(4 * H):
         for v in range(V):
             S[r, v] = 0.0
-    _steps_transposed(gys, reverse, gyT)
+    _bwd_prologue(gys, reverse, gyT, wf, wi, wo, wg, H, nl, WhT, Wx)
     _transpose_into(ghT, dh)
     _transpose_into(gcT, dc)
     _transpose_into(c0, c0T)

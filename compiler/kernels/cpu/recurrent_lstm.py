@@ -306,8 +306,7 @@ def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, r
     c0T = carve(ws, o, (H, B))[0]
     G = saveG.reshape(T, 4 * H, B)
     C = saveC.reshape(T, H, B)
-    _pack_bwd(wf, wi, wo, wg, H, nl, WhT, Wx)
-    _steps_transposed(gys, reverse, gyT)
+    _bwd_prologue(gys, reverse, gyT, wf, wi, wo, wg, H, nl, WhT, Wx)
     _transpose_into(ghT, dh)
     _transpose_into(gcT, dc)
     _transpose_into(c0, c0T)
@@ -335,33 +334,42 @@ def lstm_backward(gys, ghT, gcT, xs, h0, c0, wf, wi, wo, wg, ys, saveG, saveC, r
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def _steps_transposed(gys, reverse, gyT):
-    # gys (B, T, H) -> gyT (T, H, B) by processing step, the steps split over the lanes
+def _bwd_prologue(gys, reverse, gyT, wf, wi, wo, wg, H, nl, WhT, Wx):
+    # the backward's set-up, split over the lanes in one parallel region (a region of its own would cost
+    # another ~2 s of cold compile): gys (B, T, H) -> gyT (T, H, B) by processing step, and the weights packed
+    # for the steps (_pack_task)
     T = gyT.shape[0]
     for lane in prange(LANES):
         for s in range(lane * T // LANES, (lane + 1) * T // LANES):
             t = T - 1 - s if reverse else s
             _transpose_into(gys[:, t], gyT[s])
+        for task in range(lane * 4 * nl // LANES, (lane + 1) * 4 * nl // LANES):
+            _pack_task(task, wf, wi, wo, wg, H, nl, WhT, Wx)
 
 
 @njit(cache=True, error_model="numpy")
 def _pack_bwd(wf, wi, wo, wg, H, nl, WhT, Wx):
+    # every _pack_task, in order (the steps' tests pack with this)
+    for task in range(4 * nl):
+        _pack_task(task, wf, wi, wo, wg, H, nl, WhT, Wx)
+
+
+@njit(cache=True, error_model="numpy")
+def _pack_task(task, wf, wi, wo, wg, H, nl, WhT, Wx):
     # WhT (H, 4H): column 4*j0 + k*n + jj (lane order, as the backward's dgates rows) holds the h columns of
     # gate k's row j0 + jj, each gate's block of a lane transposed straight from its weight (packing the rows
     # first, as the forward does, and transposing the packed matrix cost a 1.3 MB copy more); Wx (4H, D) the
-    # x columns of those rows, in the same order. Serial: a parallel region ran it 0.1 ms faster and costs
-    # ~2 s of cold compile (cross_entropy's forward took 0.7 -> 2.9 s with one)
+    # x columns of those rows, in the same order. This task's share: gate k of one lane (_lane_gate)
     D = Wx.shape[1]
-    for task in range(4 * nl):
-        k, j0, n = _lane_gate(task, H, nl)
-        wk = wf if k == 0 else wi if k == 1 else wo if k == 2 else wg
-        r0 = 4 * j0 + k * n
-        _transpose_into(wk[j0:j0 + n, :H], WhT[:, r0:r0 + n])
-        for jj in range(n):
-            src = wk[j0 + jj]
-            row = Wx[r0 + jj]
-            for d in range(D):
-                row[d] = src[H + d]
+    k, j0, n = _lane_gate(task, H, nl)
+    wk = wf if k == 0 else wi if k == 1 else wo if k == 2 else wg
+    r0 = 4 * j0 + k * n
+    _transpose_into(wk[j0:j0 + n, :H], WhT[:, r0:r0 + n])
+    for jj in range(n):
+        src = wk[j0 + jj]
+        row = Wx[r0 + jj]
+        for d in range(D):
+            row[d] = src[H + d]
 
 
 @njit(cache=True, error_model="numpy")
