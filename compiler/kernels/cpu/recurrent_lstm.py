@@ -348,13 +348,6 @@ def _bwd_prologue(gys, reverse, gyT, wf, wi, wo, wg, H, nl, WhT, Wx):
 
 
 @njit(cache=True, error_model="numpy")
-def _pack_bwd(wf, wi, wo, wg, H, nl, WhT, Wx):
-    # every _pack_task, in order (the steps' tests pack with this)
-    for task in range(4 * nl):
-        _pack_task(task, wf, wi, wo, wg, H, nl, WhT, Wx)
-
-
-@njit(cache=True, error_model="numpy")
 def _pack_task(task, wf, wi, wo, wg, H, nl, WhT, Wx):
     # WhT (H, 4H): column 4*j0 + k*n + jj (lane order, as the backward's dgates rows) holds the h columns of
     # gate k's row j0 + jj, each gate's block of a lane transposed straight from its weight (packing the rows
